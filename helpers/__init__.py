@@ -1,0 +1,4 @@
+"""Glue between the Streamlit pages and the ML core in ``utils/``.
+
+Pages call helpers; helpers call ``utils``. Nothing here trains or defines models.
+"""
