@@ -50,6 +50,10 @@ class ImageDimensionError(InvalidImageError):
     """The image has a zero dimension or a shape TumorLens cannot use."""
 
 
+class EmptyMaskError(InvalidImageError):
+    """A mask has no foreground pixel, so there is nothing to measure."""
+
+
 class DatasetError(TumorLensError):
     """A dataset folder is missing, empty, or not in a recognised layout."""
 
