@@ -65,7 +65,8 @@ def load_mask(paths: Sequence[Path | str], shape: tuple[int, int] | None = None)
             with Image.open(path) as image:
                 mask = binarise_mask_image(image)
         except (UnidentifiedImageError, OSError) as error:
-            raise CorruptImageError(f"Mask file {Path(path).name} cannot be read: {error}") from error
+            name = Path(path).name
+            raise CorruptImageError(f"Mask file {name} cannot be read: {error}") from error
         expected = shape if shape is not None else (merged.shape if merged is not None else None)
         if expected is not None and mask.shape != tuple(expected):
             raise ImageDimensionError(

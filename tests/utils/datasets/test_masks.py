@@ -63,5 +63,5 @@ def test_mask_of_wrong_size_is_rejected(tmp_path: Path) -> None:
 def test_corrupt_mask_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "broken_mask.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    with pytest.raises(CorruptImageError, match="broken_mask.png cannot be read"):
+    with pytest.raises(CorruptImageError, match=r"broken_mask\.png cannot be read"):
         load_mask([path])
