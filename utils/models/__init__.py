@@ -1,0 +1,1 @@
+"""Keras models of TumorLens: segmentation networks and their losses and metrics."""
