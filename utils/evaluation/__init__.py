@@ -1,0 +1,1 @@
+"""Metrics and reports shared by cross-validation and ``python -m utils.evaluate``."""
