@@ -1,0 +1,1 @@
+"""Inference with shipped models: loaded once, compiled once, batched."""

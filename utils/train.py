@@ -1,0 +1,156 @@
+r"""Training CLI: ``python -m utils.train {segment,classify} --data DIR [--data DIR ...]``.
+
+A thin adapter over :mod:`utils.training`: it parses options, loads the data once
+(cached as ``.npz``), runs grouped k-fold cross-validation and/or trains the final
+model on all data, and writes the model with its card to ``--out``.
+
+Examples::
+
+    # 5-fold grouped CV of the default attention ResUNet on BUSI + BUS-BRA
+    python -m utils.train segment --data ../shared/datasets/busi \\
+        --data ../shared/datasets/bus-bra --folds 5 --out runs/seg_cv
+
+    # resume after a crash: run the same command again (state is in --out)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from utils.errors import TumorLensError
+
+LOGGER = logging.getLogger("tumorlens.train")
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", action="append", type=Path, help="dataset folder (repeatable)")
+    source.add_argument(
+        "--arrays", type=Path, help="pre-decoded .npz cache (utils.training.arrays)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
+    parser.add_argument("--arch", help="architecture name (see the model registry)")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=0, help="grouped k-fold CV (0: none)")
+    parser.add_argument("--only-fold", type=int, action="append", help="run just these folds")
+    parser.add_argument("--final", action="store_true", help="train the final model on all data")
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument(
+        "--backup-every-steps",
+        type=int,
+        default=None,
+        help="save resume state every N batches (default: every epoch)",
+    )
+    parser.add_argument(
+        "--deadline-minutes",
+        type=float,
+        default=None,
+        help="stop at the first epoch end after this many minutes (lent machines)",
+    )
+    parser.add_argument("--cache-dir", type=Path, default=Path(".devdata"))
+    parser.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m utils.train``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.train", description=__doc__.split("\n")[0]
+    )
+    tasks = parser.add_subparsers(dest="task", required=True)
+    segment = tasks.add_parser("segment", help="ultrasound lesion segmenter")
+    _add_common_options(segment)
+    segment.add_argument("--loss", default=None, help="dice_bce | dice | focal_tversky")
+    segment.add_argument("--base-filters", type=int, default=None)
+    return parser
+
+
+def _setup_logging(log_file: Path) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)],
+        force=True,
+    )
+
+
+def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _deadline(minutes: float | None) -> float | None:
+    return None if minutes is None else time.time() + 60.0 * minutes
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """Cross-validate and/or train the segmenter as the parsed options say."""
+    from utils.training.arrays import TrainingArrays
+    from utils.training.segmentation import (
+        SegmenterTrainConfig,
+        cross_validate_segmenter,
+        train_final_segmenter,
+    )
+
+    config = SegmenterTrainConfig(
+        **_overrides(
+            args,
+            (
+                "arch",
+                "image_size",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "patience",
+                "seed",
+                "loss",
+                "base_filters",
+                "backup_every_steps",
+            ),
+        ),
+        mixed_precision=args.mixed_precision,
+        deadline=_deadline(args.deadline_minutes),
+    )
+    if args.arrays:
+        arrays = TrainingArrays.load(args.arrays)
+    else:
+        from utils.training.data import load_training_arrays
+
+        arrays = load_training_arrays(
+            args.data, image_size=config.image_size, with_masks=True, cache_dir=args.cache_dir
+        )
+    if args.folds:
+        summary = cross_validate_segmenter(
+            arrays, config, args.out, n_folds=args.folds, only_folds=args.only_fold
+        )
+        LOGGER.info("CV summary: %s", summary["summary"])
+    if args.final:
+        train_final_segmenter(arrays, config, args.out / "final")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_file or args.out / "train.log")
+    try:
+        if args.task == "segment":
+            return run_segment(args)
+    except TumorLensError as error:
+        LOGGER.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

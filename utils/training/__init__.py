@@ -1,0 +1,1 @@
+"""Training and cross-validation of TumorLens models (used by ``python -m utils.train``)."""

@@ -1,0 +1,123 @@
+"""Pieces shared by the classifier and segmenter training loops."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from utils.augment_config import AugmentConfig
+from utils.training.arrays import TrainingArrays
+
+
+def set_global_seed(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend for a reproducible run."""
+    keras.utils.set_random_seed(seed)
+
+
+def configure_precision(mixed_precision: bool) -> None:
+    """Switch Keras to ``mixed_float16`` (or back to ``float32``) before building a model."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+
+
+def make_feeds(
+    train_images: np.ndarray,
+    train_targets: np.ndarray,
+    val_images: np.ndarray,
+    val_targets: np.ndarray,
+    *,
+    batch_size: int,
+    seed: int,
+    augment_config: AugmentConfig,
+) -> tuple[Any, Any]:
+    """Training and validation feeds for ``model.fit`` on the active Keras backend.
+
+    TensorFlow gets the ``tf.data`` pipelines of :mod:`utils.pipelines`; other backends
+    (JAX on a GPU box without TensorFlow) get :class:`utils.training.feeds.ArrayFeed`.
+    """
+    is_segmentation = train_targets.ndim == 4
+    if keras.backend.backend() == "tensorflow":
+        from utils import pipelines
+
+        def build(images, targets, training):
+            if is_segmentation:
+                return pipelines.build_segmentation_dataset(
+                    images,
+                    targets,
+                    batch_size=batch_size,
+                    training=training,
+                    seed=seed,
+                    augment_config=augment_config,
+                )
+            return pipelines.build_classification_dataset(
+                images,
+                targets,
+                batch_size=batch_size,
+                training=training,
+                seed=seed,
+                augment_config=augment_config,
+            )
+
+    else:
+        from utils.training.feeds import ArrayFeed
+
+        def build(images, targets, training):
+            return ArrayFeed(
+                images,
+                targets,
+                batch_size=batch_size,
+                training=training,
+                seed=seed,
+                augment_config=augment_config,
+                workers=4,
+                use_multiprocessing=False,
+            )
+
+    return build(train_images, train_targets, True), build(val_images, val_targets, False)
+
+
+def predict_in_batches(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Run ``model`` on uint8 images scaled to [0, 1], batch by batch, as float32 NumPy."""
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].astype(np.float32) / 255.0
+        outputs.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
+    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+
+def mean_and_sd(values: list[float]) -> dict[str, float | None]:
+    """Mean and sample standard deviation of fold results, ignoring missing values."""
+    clean = [v for v in values if v is not None and not math.isnan(v)]
+    if not clean:
+        return {"mean": None, "sd": None, "n": 0}
+    sd = float(np.std(clean, ddof=1)) if len(clean) > 1 else 0.0
+    return {"mean": float(np.mean(clean)), "sd": sd, "n": len(clean)}
+
+
+def describe_training_data(arrays: TrainingArrays) -> dict[str, Any]:
+    """Counts by dataset and label, and the number of patient groups, for model cards."""
+    counts: dict[str, dict[str, int]] = {}
+    for dataset, label in zip(arrays.datasets, arrays.labels, strict=True):
+        counts.setdefault(dataset, {}).setdefault(label, 0)
+        counts[dataset][label] += 1
+    return {"n_images": len(arrays), "n_groups": len(set(arrays.groups)), "counts": counts}
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` as indented JSON, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,309 @@
+"""Training, threshold selection and grouped cross-validation of the lesion segmenter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from utils.augment_config import AugmentConfig
+from utils.errors import ConfigError
+from utils.evaluation.segmentation import segmentation_report
+from utils.models.losses import dice_coefficient, get_segmentation_loss
+from utils.models.segmentation import DEFAULT_SEGMENTATION_ARCH, build_segmentation_model
+from utils.postprocess import PostprocessConfig, choose_threshold, postprocess_mask
+from utils.splits import grouped_stratified_kfold
+from utils.training.arrays import TrainingArrays
+from utils.training.callbacks import standard_callbacks
+from utils.training.common import (
+    configure_precision,
+    make_feeds,
+    mean_and_sd,
+    predict_in_batches,
+    set_global_seed,
+    write_json,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmenterTrainConfig:
+    """Hyper-parameters of one segmenter training run (stored in the model card)."""
+
+    arch: str = DEFAULT_SEGMENTATION_ARCH
+    image_size: int = 256
+    base_filters: int = 16
+    depth: int = 4
+    dropout: float = 0.1
+    loss: str = "dice_bce"
+    epochs: int = 60
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    patience: int = 12
+    seed: int = 0
+    mixed_precision: bool = False
+    backup_every_steps: int | None = None
+    deadline: float | None = None
+    min_component_area_fraction: float = 0.002
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy of the configuration."""
+        return asdict(self)
+
+
+@dataclass
+class TrainedSegmenter:
+    """Result of :func:`train_segmenter`."""
+
+    model: keras.Model
+    postprocess: PostprocessConfig
+    validation: dict[str, Any]
+    epochs_run: int
+    seconds: float
+
+
+def build_and_compile(config: SegmenterTrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Build the configured architecture and compile it with a cosine-decayed Adam."""
+    configure_precision(config.mixed_precision)
+    model = build_segmentation_model(
+        config.arch,
+        input_shape=(config.image_size, config.image_size, 1),
+        base_filters=config.base_filters,
+        depth=config.depth,
+        dropout=config.dropout,
+    )
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.05
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=get_segmentation_loss(config.loss),
+        metrics=[dice_coefficient],
+    )
+    return model
+
+
+def predict_probability_maps(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Lesion probability maps (N, H, W) for uint8 images (N, H, W, 1)."""
+    return predict_in_batches(model, images)[..., 0]
+
+
+def train_segmenter(
+    train: TrainingArrays,
+    val: TrainingArrays,
+    config: SegmenterTrainConfig,
+    run_dir: Path,
+) -> TrainedSegmenter:
+    """Train one segmenter, pick its threshold on ``val`` and report validation metrics.
+
+    Re-running with the same ``run_dir`` resumes from the last backup (see
+    :func:`utils.training.callbacks.standard_callbacks`).
+    """
+    if train.masks is None or val.masks is None:
+        raise ConfigError("Segmenter training needs masks; the arrays hold none.")
+    set_global_seed(config.seed)
+    train_feed, val_feed = make_feeds(
+        train.images,
+        train.masks,
+        val.images,
+        val.masks,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment_config=config.augment,
+    )
+    steps = int(np.ceil(len(train) / config.batch_size))
+    model = build_and_compile(config, steps)
+    model.build((None, config.image_size, config.image_size, 1))
+    started = time.perf_counter()
+    history = model.fit(
+        train_feed,
+        validation_data=val_feed,
+        epochs=config.epochs,
+        shuffle=False,  # the feeds shuffle themselves, reproducibly
+        callbacks=standard_callbacks(
+            run_dir,
+            monitor="val_dice_coefficient",
+            mode="max",
+            patience=config.patience,
+            backup_every_steps=config.backup_every_steps,
+            deadline=config.deadline,
+        ),
+        verbose=2,
+    )
+    best = run_dir / "best.weights.h5"
+    if best.exists():
+        model.load_weights(best)
+    seconds = time.perf_counter() - started
+    probabilities = predict_probability_maps(model, val.images)
+    truths = [mask[..., 0].astype(bool) for mask in val.masks]
+    threshold, _ = choose_threshold(list(probabilities), truths)
+    postprocess = PostprocessConfig(
+        threshold=float(threshold),
+        min_component_area_fraction=config.min_component_area_fraction,
+    )
+    predicted = [postprocess_mask(p, postprocess) for p in probabilities]
+    report = segmentation_report(predicted, truths, val.labels, sources=val.sources)
+    report.pop("per_image")
+    return TrainedSegmenter(
+        model=model,
+        postprocess=postprocess,
+        validation=report,
+        epochs_run=len(history.history.get("loss", [])),
+        seconds=seconds,
+    )
+
+
+def cross_validate_segmenter(
+    arrays: TrainingArrays,
+    config: SegmenterTrainConfig,
+    out_dir: Path,
+    *,
+    n_folds: int = 5,
+    only_folds: list[int] | None = None,
+) -> dict[str, Any]:
+    """Grouped, label-stratified k-fold CV; writes ``cv.json`` and returns the summary.
+
+    Args:
+        arrays: All examples (groups are never split across folds).
+        config: Training configuration, shared by all folds.
+        out_dir: Receives one ``fold_<k>/`` run folder per fold and ``cv.json``.
+        n_folds: Number of folds.
+        only_folds: Run just these fold indices (e.g. to spread folds over machines).
+
+    Returns:
+        Per-fold validation reports and mean ± sd of the headline metrics.
+    """
+    strata = [
+        f"{dataset}:{label}" for dataset, label in zip(arrays.datasets, arrays.labels, strict=True)
+    ]
+    folds = grouped_stratified_kfold(strata, arrays.groups, n_splits=n_folds, seed=config.seed)
+    for fold_index, (train_idx, val_idx) in enumerate(folds):
+        if only_folds is not None and fold_index not in only_folds:
+            continue
+        LOGGER.info(
+            "fold %d/%d: %d train, %d val", fold_index + 1, n_folds, len(train_idx), len(val_idx)
+        )
+        trained = train_segmenter(
+            arrays.subset(train_idx), arrays.subset(val_idx), config, out_dir / f"fold_{fold_index}"
+        )
+        fold_result = {
+            "fold": fold_index,
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+            "threshold": trained.postprocess.threshold,
+            "epochs_run": trained.epochs_run,
+            "seconds": trained.seconds,
+            **trained.validation,
+        }
+        write_json(out_dir / f"fold_{fold_index}" / "metrics.json", fold_result)
+    return collect_cv_results(out_dir, config)
+
+
+def collect_cv_results(out_dir: Path, config: SegmenterTrainConfig) -> dict[str, Any]:
+    """Summarise every ``fold_*/metrics.json`` under ``out_dir`` into ``cv.json``.
+
+    Folds may have run in separate processes or machines (``--only-fold``); whatever
+    folds are present are summarised.
+    """
+    results = [json.loads(path.read_text()) for path in sorted(out_dir.glob("fold_*/metrics.json"))]
+    summary = summarise_folds(results)
+    summary["config"] = config.to_dict()
+    write_json(out_dir / "cv.json", summary)
+    return summary
+
+
+def summarise_folds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± sd over folds of Dice, IoU, HD95 and the normal false-positive rate."""
+    keys = ("dice_mean", "iou_mean", "hd95_mean", "normal_false_positive_rate", "threshold")
+    return {
+        "n_folds": len(results),
+        "folds": results,
+        "summary": {key: mean_and_sd([fold.get(key) for fold in results]) for key in keys},
+    }
+
+
+def train_final_segmenter(
+    arrays: TrainingArrays,
+    config: SegmenterTrainConfig,
+    run_dir: Path,
+    *,
+    threshold: float | None = None,
+) -> tuple[keras.Model, PostprocessConfig]:
+    """Train the shipped segmenter on all examples for ``config.epochs`` epochs.
+
+    There is no validation data left, so there is no early stopping; the threshold
+    comes from cross-validation (the mean of the per-fold thresholds, read from
+    ``run_dir.parent / "cv.json"`` when not given).
+
+    Returns:
+        The trained model and its post-processing configuration; the model is also saved
+        to ``run_dir / "model.keras"``.
+    """
+    if arrays.masks is None:
+        raise ConfigError("Segmenter training needs masks; the arrays hold none.")
+    if threshold is None:
+        threshold = _cv_threshold(run_dir.parent / "cv.json")
+    set_global_seed(config.seed)
+    feed, _ = make_feeds(
+        arrays.images,
+        arrays.masks,
+        arrays.images[:1],
+        arrays.masks[:1],
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment_config=config.augment,
+    )
+    model = build_and_compile(config, int(np.ceil(len(arrays) / config.batch_size)))
+    model.build((None, config.image_size, config.image_size, 1))
+    model.fit(
+        feed,
+        epochs=config.epochs,
+        shuffle=False,  # the feeds shuffle themselves, reproducibly
+        callbacks=standard_callbacks(
+            run_dir,
+            monitor=None,
+            backup_every_steps=config.backup_every_steps,
+            deadline=config.deadline,
+        ),
+        verbose=2,
+    )
+    export_model(model, config).save(run_dir / "model.keras")
+    postprocess = PostprocessConfig(
+        threshold=threshold, min_component_area_fraction=config.min_component_area_fraction
+    )
+    return model, postprocess
+
+
+def export_model(model: keras.Model, config: SegmenterTrainConfig) -> keras.Model:
+    """A float32, uncompiled copy of ``model`` for shipping.
+
+    Drops the optimizer state (a third of the file) and mixed-precision casts, so the
+    shipped file is small and runs in float32 on any CPU.
+    """
+    configure_precision(False)
+    exported = build_segmentation_model(
+        config.arch,
+        input_shape=(config.image_size, config.image_size, 1),
+        base_filters=config.base_filters,
+        depth=config.depth,
+        dropout=config.dropout,
+    )
+    exported.set_weights(model.get_weights())
+    return exported
+
+
+def _cv_threshold(cv_path: Path) -> float:
+    """Mean per-fold threshold from a ``cv.json``; 0.5 when no CV was run."""
+    if not cv_path.exists():
+        LOGGER.warning("no %s: using threshold 0.5", cv_path)
+        return 0.5
+    summary = json.loads(cv_path.read_text())
+    return float(summary["summary"]["threshold"]["mean"])
