@@ -56,5 +56,3 @@ def dataset_status_rows(datasets_dir: Path | None = None) -> list[dict[str, str]
         }
         for name, title in KNOWN_DATASETS.items()
     ]
-
-
