@@ -123,4 +123,30 @@ def card_to_markdown(card: dict[str, Any]) -> str:
     if "limitations" in card:
         lines += ["", "## Known failure modes and limitations", ""]
         lines += [f"- {item}" for item in card["limitations"]]
+    # Everything else in the card still belongs in front of people, verbatim.
+    for key, value in card.items():
+        if key in _RENDERED_KEYS:
+            continue
+        title = key.replace("_", " ").capitalize()
+        if isinstance(value, dict | list):
+            lines += ["", f"## {title}", "", "```json", json.dumps(value, indent=2), "```"]
+        else:
+            lines += ["", f"**{title}.** {value}"]
     return "\n".join(lines) + "\n"
+
+
+_RENDERED_KEYS = frozenset(
+    {
+        "name",
+        "title",
+        "intended_use",
+        "task",
+        "architecture",
+        "trained_from",
+        "training_data",
+        "cv_metrics",
+        "architecture_comparison",
+        "postprocess",
+        "limitations",
+    }
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -39,43 +40,23 @@ def make_feeds(
     TensorFlow gets the ``tf.data`` pipelines of :mod:`utils.pipelines`; other backends
     (JAX on a GPU box without TensorFlow) get :class:`utils.training.feeds.ArrayFeed`.
     """
-    is_segmentation = train_targets.ndim == 4
+    options = {"batch_size": batch_size, "seed": seed, "augment_config": augment_config}
     if keras.backend.backend() == "tensorflow":
         from utils import pipelines
 
-        def build(images, targets, training):
-            if is_segmentation:
-                return pipelines.build_segmentation_dataset(
-                    images,
-                    targets,
-                    batch_size=batch_size,
-                    training=training,
-                    seed=seed,
-                    augment_config=augment_config,
-                )
-            return pipelines.build_classification_dataset(
-                images,
-                targets,
-                batch_size=batch_size,
-                training=training,
-                seed=seed,
-                augment_config=augment_config,
-            )
-
+        builder = (
+            pipelines.build_segmentation_dataset
+            if train_targets.ndim == 4
+            else pipelines.build_classification_dataset
+        )
     else:
         from utils.training.feeds import ArrayFeed
 
-        def build(images, targets, training):
-            return ArrayFeed(
-                images,
-                targets,
-                batch_size=batch_size,
-                training=training,
-                seed=seed,
-                augment_config=augment_config,
-                workers=4,
-                use_multiprocessing=False,
-            )
+        # Threads, not processes: OpenCV releases the GIL and arrays are not copied.
+        builder = functools.partial(ArrayFeed, workers=4, use_multiprocessing=False)
+
+    def build(images: np.ndarray, targets: np.ndarray, training: bool) -> Any:
+        return builder(images, targets, training=training, **options)
 
     return build(train_images, train_targets, True), build(val_images, val_targets, False)
 

@@ -70,16 +70,20 @@ class TrainedSegmenter:
     seconds: float
 
 
-def build_and_compile(config: SegmenterTrainConfig, steps_per_epoch: int) -> keras.Model:
-    """Build the configured architecture and compile it with a cosine-decayed Adam."""
-    configure_precision(config.mixed_precision)
-    model = build_segmentation_model(
+def _build_architecture(config: SegmenterTrainConfig) -> keras.Model:
+    return build_segmentation_model(
         config.arch,
         input_shape=(config.image_size, config.image_size, 1),
         base_filters=config.base_filters,
         depth=config.depth,
         dropout=config.dropout,
     )
+
+
+def build_and_compile(config: SegmenterTrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Build the configured architecture and compile it with a cosine-decayed Adam."""
+    configure_precision(config.mixed_precision)
+    model = _build_architecture(config)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.05
     )
@@ -289,13 +293,7 @@ def export_model(model: keras.Model, config: SegmenterTrainConfig) -> keras.Mode
     shipped file is small and runs in float32 on any CPU.
     """
     configure_precision(False)
-    exported = build_segmentation_model(
-        config.arch,
-        input_shape=(config.image_size, config.image_size, 1),
-        base_filters=config.base_filters,
-        depth=config.depth,
-        dropout=config.dropout,
-    )
+    exported = _build_architecture(config)
     exported.set_weights(model.get_weights())
     return exported
 
