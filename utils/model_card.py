@@ -88,12 +88,10 @@ def _format_metric(value: Any) -> str:
 
 def card_to_markdown(card: dict[str, Any]) -> str:
     """Render a card as short Markdown (title, use, data, metrics, limitations)."""
-    lines = [
-        f"# {card.get('title', card['name'])}",
-        "",
-        f"**Intended use.** {card['intended_use']}",
-        "",
-    ]
+    lines = [f"# {card.get('title', card['name'])}", ""]
+    if "status" in card:
+        lines += [f"> **Status:** {card['status']}", ""]
+    lines += [f"**Intended use.** {card['intended_use']}", ""]
     for heading, key in (
         ("Task", "task"),
         ("Architecture", "architecture"),
@@ -139,6 +137,7 @@ _RENDERED_KEYS = frozenset(
     {
         "name",
         "title",
+        "status",
         "intended_use",
         "task",
         "architecture",
