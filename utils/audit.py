@@ -51,6 +51,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from utils.datasets.masks import load_mask
+from utils.datasets.monuseg import aperio_xml_to_mask
 from utils.datasets.records import DatasetRecord
 from utils.errors import DatasetError, InvalidImageError, TumorLensError
 from utils.near_duplicates import (
@@ -60,6 +61,7 @@ from utils.near_duplicates import (
     merge_groups,
     phash_image,
 )
+from utils.postprocess import dice_score, iou
 
 PHASH_SIZE = 8
 NO_LESION_LABELS = frozenset({"normal"})
@@ -362,6 +364,46 @@ def _overlay_section(
     }
 
 
+#: Datasets of H&E images, where colour is the stain, not an overlay, and there are no calipers.
+HISTOPATHOLOGY_DATASETS = frozenset({"monuseg", "pcam", "breakhis"})
+OVERLAYS_NOT_APPLICABLE = (
+    "burned-in caliper, text and colour-overlay checks are for ultrasound; H&E is colour by nature"
+)
+
+
+def _annotation_agreement_section(
+    records: Sequence[DatasetRecord], name: _Namer
+) -> dict[str, Any] | None:
+    """Dice/IoU between rasterised Aperio XML polygons and the binary masks, where both exist.
+
+    MoNuSeg ships both for some tiles; agreement near 1 shows the XML reader and the
+    rasterisation convention (pixel centres inside the polygon) reproduce the masks.
+    """
+    rows = []
+    for record in records:
+        xml_path = record.metadata.get("annotation_xml")
+        if not xml_path or not record.mask_paths:
+            continue
+        truth = load_mask(record.mask_paths)
+        rasterised = aperio_xml_to_mask(xml_path, truth.shape)
+        rows.append(
+            _image_entry(
+                record,
+                name,
+                dice=round(dice_score(rasterised, truth), 4),
+                iou=round(iou(rasterised, truth), 4),
+            )
+        )
+    if not rows:
+        return None
+    return {
+        "n_images": len(rows),
+        "mean_dice": round(float(np.mean([row["dice"] for row in rows])), 4),
+        "mean_iou": round(float(np.mean([row["iou"] for row in rows])), 4),
+        "images": rows,
+    }
+
+
 def audit_dataset(
     records: Sequence[DatasetRecord], phash_threshold: int = DEFAULT_PHASH_THRESHOLD
 ) -> dict[str, Any]:
@@ -398,7 +440,12 @@ def audit_dataset(
         ],
         "near_duplicates": _near_duplicate_section(records, findings, phash_threshold, name),
         "masks": _mask_section(records, findings, name),
-        "overlays": _overlay_section(records, findings, name),
+        "overlays": (
+            _overlay_section(records, findings, name)
+            if not {record.dataset for record in records} <= HISTOPATHOLOGY_DATASETS
+            else {"applicable": False, "reason": OVERLAYS_NOT_APPLICABLE}
+        ),
+        "annotation_xml_vs_mask": _annotation_agreement_section(records, name),
         "images": [
             _image_entry(
                 record,
@@ -416,6 +463,15 @@ def summarise(report: dict[str, Any]) -> str:
     duplicates, overlays = report["near_duplicates"], report["overlays"]
     classes = ", ".join(f"{label} {count}" for label, count in report["class_counts"].items())
     masks = ", ".join(f"{kind} {count}" for kind, count in report["masks"]["counts"].items())
+    agreement = report.get("annotation_xml_vs_mask")
+    agreement_lines = (
+        [
+            f"Aperio XML vs binary masks on {agreement['n_images']} images: "
+            f"mean Dice {agreement['mean_dice']}, mean IoU {agreement['mean_iou']}"
+        ]
+        if agreement
+        else []
+    )
     return "\n".join(
         [
             f"Audit of {', '.join(report['datasets'])}: {report['n_images']} images "
@@ -426,8 +482,13 @@ def summarise(report: dict[str, Any]) -> str:
             f"{duplicates['n_cross_label_families']} cross-label; "
             f"{duplicates['n_groups_after_merging_families']} groups after merging",
             f"Mask problems: {masks}",
-            f"Overlays: colour {overlays['colour']['n_flagged']}, "
-            f"calipers/text {overlays['calipers_text']['n_flagged']} images",
+            (
+                f"Overlays: colour {overlays['colour']['n_flagged']}, "
+                f"calipers/text {overlays['calipers_text']['n_flagged']} images"
+                if overlays.get("applicable", True)
+                else f"Overlays: not applicable ({overlays['reason']})"
+            ),
+            *agreement_lines,
         ]
     )
 
@@ -523,7 +584,9 @@ def _sample_evenly(items: list[dict[str, Any]], count: int) -> list[dict[str, An
 
 
 def _overlay_blocks(report: dict[str, Any], root: Path) -> list[_Block]:
-    blocks = []
+    blocks: list[_Block] = []
+    if not report["overlays"].get("applicable", True):
+        return blocks
     for kind, title in (("colour", "colour overlay"), ("calipers_text", "calipers / text")):
         section = report["overlays"][kind]
         sample = _sample_evenly(section["flagged"], MAX_OVERLAY_SAMPLES)

@@ -287,3 +287,18 @@ def test_audit_of_real_busi(shared_datasets: Path, tmp_path: Path) -> None:
     colour = files(result["overlays"]["colour"]["flagged"])
     assert "benign/benign (277).png" in colour and len(colour) >= 8
     assert result["overlays"]["calipers_text"]["n_flagged"] >= 100
+
+
+@pytest.mark.real_data
+def test_monuseg_audit_reports_xml_agreement_and_skips_overlay_checks(shared_datasets) -> None:
+    from utils.audit import audit_dataset
+    from utils.datasets import read_monuseg
+
+    records = [
+        r for r in read_monuseg(shared_datasets / "monuseg") if "annotation_xml" in r.metadata
+    ]
+    report = audit_dataset(records)
+    agreement = report["annotation_xml_vs_mask"]
+    assert agreement["n_images"] == 4
+    assert agreement["mean_dice"] >= 0.998
+    assert report["overlays"]["applicable"] is False
