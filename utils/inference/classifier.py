@@ -1,0 +1,264 @@
+"""Lesion classification of ultrasound images with a shipped classification bundle.
+
+:class:`LesionClassifier` compiles the forward pass once and returns *calibrated*
+probabilities: the card's ``temperature`` divides the logits before the softmax
+(temperature scaling, see :mod:`utils.calibration`). Models built by
+:mod:`utils.models.classification` expose a ``logits`` layer, which is used directly;
+for other models the log-probabilities stand in for the logits, which is exact, since
+``softmax(log p / T)`` equals ``softmax(z / T)`` for ``p = softmax(z)``.
+
+With ``with_uncertainty=True`` the images also go through test-time augmentation, whose
+spread gives an uncertainty and a "refer to a human reader" flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from utils.calibration import DEFAULT_N_AUGMENT, apply_temperature, should_refer, tta_predict
+from utils.errors import ConfigError
+from utils.inference.bundle import (
+    DEFAULT_CLASSIFIER_BUNDLE,
+    ImageLike,
+    as_image_list,
+    card_input_shape,
+    images_for_model,
+    load_bundle,
+    to_float_batch,
+    validate_card,
+)
+from utils.inference.compiled import compile_forward
+from utils.models.classification import LOGITS_LAYER, logits_model
+from utils.paths import SAVED_MODELS_DIR
+
+__all__ = ["ClassificationResult", "LesionClassifier"]
+
+#: Images per forward pass.
+DEFAULT_BATCH_SIZE = 32
+
+# Floor of the probabilities before the log, when the model has no logits layer.
+_MIN_PROBABILITY = 1e-12
+
+
+@dataclass(frozen=True)
+class ClassificationResult:
+    """The classification of one image.
+
+    Attributes:
+        probabilities: Calibrated probability of every class, in the card's order.
+        predicted_class: The most probable class.
+        confidence: Its probability.
+        uncertainty: Normalised predictive entropy of the test-time augmentation passes,
+            in [0, 1] (0: every pass sure of one class); ``None`` without uncertainty.
+        top_prob_std: Standard deviation over the passes of the top class's probability;
+            ``None`` without uncertainty.
+        refer: Whether to hand the image to a human reader (low calibrated confidence or
+            high entropy, :func:`utils.calibration.should_refer` on the TTA mean);
+            ``None`` without uncertainty.
+    """
+
+    probabilities: dict[str, float]
+    predicted_class: str
+    confidence: float
+    uncertainty: float | None = None
+    top_prob_std: float | None = None
+    refer: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "probabilities": dict(self.probabilities),
+            "predicted_class": self.predicted_class,
+            "confidence": self.confidence,
+            "uncertainty": self.uncertainty,
+            "top_prob_std": self.top_prob_std,
+            "refer": self.refer,
+        }
+
+
+def _has_logits_layer(model: keras.Model) -> bool:
+    return any(layer.name == LOGITS_LAYER for layer in model.layers)
+
+
+class LesionClassifier:
+    """A classification bundle ready for inference: compiled once, batched, calibrated.
+
+    Example::
+
+        classifier = LesionClassifier.from_bundle("ultrasound_classifier")
+        [result] = classifier.predict([load_image("scan.png")], with_uncertainty=True)
+        result.predicted_class, result.confidence, result.refer
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        card: dict[str, Any],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        warm_up: bool = True,
+    ) -> None:
+        """Compile the forward pass of ``model`` (to its logits when it has them).
+
+        Args:
+            model: A classifier mapping (N, H, W, C) floats in [0, 1] to (N, classes)
+                probabilities, ideally with a ``logits`` layer.
+            card: Its model card (see :mod:`utils.inference.bundle`).
+            batch_size: Images per forward pass.
+            warm_up: Trace the compiled function now, so the first image is not slow.
+
+        Raises:
+            ModelError: The card is not a valid classification card.
+            ConfigError: ``batch_size`` is not a positive integer.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        self.card = validate_card(card, task="classification")
+        self.model = model
+        self.input_shape = card_input_shape(card)
+        self.class_names: tuple[str, ...] = tuple(card["class_names"])
+        self.temperature = float(card.get("temperature", 1.0))
+        self.batch_size = batch_size
+        self._outputs_logits = _has_logits_layer(model)
+        network = logits_model(model) if self._outputs_logits else model
+        self._forward = compile_forward(network, self.input_shape)
+        if warm_up:
+            self._forward(np.zeros((1, *self.input_shape), dtype=np.float32))
+
+    @classmethod
+    def from_bundle(
+        cls,
+        name_or_path: str | Path,
+        *,
+        models_dir: Path | str = SAVED_MODELS_DIR,
+        **options: Any,
+    ) -> LesionClassifier:
+        """Load a classification bundle by name or ``.keras`` path (see :func:`load_bundle`).
+
+        Args:
+            name_or_path: Bundle name in ``models_dir`` or a ``.keras`` path.
+            models_dir: Folder of the named bundles.
+            **options: ``batch_size`` and ``warm_up`` of the constructor.
+
+        Raises:
+            ModelError: The bundle is missing, invalid or not a classification model.
+        """
+        model, card = load_bundle(name_or_path, models_dir=models_dir, task="classification")
+        return cls(model, card, **options)
+
+    @classmethod
+    def default(cls, **options: Any) -> LesionClassifier:
+        """The shipped ``ultrasound_classifier`` bundle."""
+        return cls.from_bundle(DEFAULT_CLASSIFIER_BUNDLE, **options)
+
+    def predict_probabilities(
+        self, images: ImageLike | Sequence[ImageLike], *, temperature: float | None = None
+    ) -> np.ndarray:
+        """Calibrated class probabilities of images of any size.
+
+        Args:
+            images: One image or several (see :func:`utils.inference.bundle.as_image_list`).
+            temperature: Overrides the card's temperature (1.0 gives the raw softmax).
+
+        Returns:
+            float64 (N, classes) probabilities, columns in :attr:`class_names` order.
+
+        Raises:
+            ConfigError: ``temperature`` is not positive.
+            ImageDimensionError: An image has an unusable shape.
+            InvalidImageError: An array is not uint8.
+        """
+        batch = self._model_batch(images)
+        return self._calibrated(batch, self._temperature(temperature))
+
+    def predict(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        *,
+        with_uncertainty: bool = False,
+        n_augment: int = DEFAULT_N_AUGMENT,
+        seed: int = 0,
+        temperature: float | None = None,
+    ) -> list[ClassificationResult]:
+        """Classify images of any size.
+
+        Args:
+            images: One image or several (see :func:`utils.inference.bundle.as_image_list`).
+            with_uncertainty: Also run test-time augmentation (``n_augment`` forward
+                passes) and fill ``uncertainty``, ``top_prob_std`` and ``refer``. The
+                reported probabilities stay those of the unmodified image.
+            n_augment: TTA passes, the unmodified one included.
+            seed: Seed of the TTA transforms (reproducible answers).
+            temperature: Overrides the card's temperature.
+
+        Returns:
+            One result per image, in order.
+
+        Raises:
+            ConfigError: Bad ``n_augment`` or ``temperature``.
+            ImageDimensionError: An image has an unusable shape.
+            InvalidImageError: An array is not uint8.
+        """
+        batch = self._model_batch(images)
+        scale = self._temperature(temperature)
+        if not with_uncertainty or len(batch) == 0:
+            return [self._result(row) for row in self._calibrated(batch, scale)]
+        tta = tta_predict(lambda x: self._calibrated(x, scale), batch, n_augment, seed)
+        refer = should_refer(tta.mean_probs, tta.normalized_entropy)
+        # Pass 0 of the TTA is the unmodified batch: the plain answer, at no extra cost.
+        return [
+            self._result(
+                probs,
+                uncertainty=float(entropy),
+                top_prob_std=float(spread),
+                refer=bool(flag),
+            )
+            for probs, entropy, spread, flag in zip(
+                tta.pass_probs[0], tta.normalized_entropy, tta.top_prob_std, refer, strict=True
+            )
+        ]
+
+    def _model_batch(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
+        """float32 (N, H, W, C) model input of images of any size."""
+        uint8_batch = images_for_model(as_image_list(images), self.input_shape)
+        return to_float_batch(uint8_batch, self.input_shape)
+
+    def _temperature(self, temperature: float | None) -> float:
+        value = self.temperature if temperature is None else temperature
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"temperature must be a positive number; got {value!r}.")
+        return float(value)
+
+    def _scores(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model outputs (logits or probabilities) of a float32 batch, in chunks."""
+        chunks = [
+            self._forward(batch[start : start + self.batch_size])
+            for start in range(0, len(batch), self.batch_size)
+        ]
+        if not chunks:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def _calibrated(self, batch: np.ndarray, temperature: float) -> np.ndarray:
+        """Temperature-scaled probabilities of a float32 model-size batch."""
+        scores = self._scores(batch)
+        if not self._outputs_logits:
+            scores = np.log(np.clip(scores, _MIN_PROBABILITY, 1.0))
+        return apply_temperature(scores, temperature)
+
+    def _result(self, probabilities: np.ndarray, **uncertainty: Any) -> ClassificationResult:
+        top = int(np.argmax(probabilities))
+        return ClassificationResult(
+            probabilities={
+                name: float(p) for name, p in zip(self.class_names, probabilities, strict=True)
+            },
+            predicted_class=self.class_names[top],
+            confidence=float(probabilities[top]),
+            **uncertainty,
+        )
