@@ -246,16 +246,11 @@ def expected_calibration_error(
 ) -> float:
     """Top-label ECE: ``sum_b (n_b / N) * |accuracy_b - confidence_b|``.
 
-    Args:
-        probs: (N, C) probabilities.
-        labels: (N,) true class indices.
-        n_bins: Number of equal-width confidence bins (>= 1).
+    The sum runs over the equal-width confidence bins of :func:`reliability_bins`, whose
+    Args and Raises apply here unchanged.
 
     Returns:
         The ECE in [0, 1]; 0 is perfect calibration.
-
-    Raises:
-        ConfigError: Bad shapes, labels, non-probabilities or ``n_bins < 1``.
     """
     bins = reliability_bins(probs, labels, n_bins)
     filled = bins.counts > 0

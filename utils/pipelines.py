@@ -228,13 +228,14 @@ def build_classification_dataset(
         ConfigError: Bad shapes, lengths, batch size, buffer size or labels.
     """
     image_tensor = _images_to_tensor(images)
+    count = int(image_tensor.shape[0])
     label_array = np.asarray(labels)
     if label_array.ndim != 1 or not np.issubdtype(label_array.dtype, np.integer):
         raise ConfigError(
             f"labels must be a 1-D array of integer class indices, got shape "
             f"{label_array.shape} of {label_array.dtype}; use encode_labels for class names."
         )
-    _check_same_length("labels", len(label_array), int(image_tensor.shape[0]))
+    _check_same_length("labels", len(label_array), count)
     if one_hot and num_classes is None:
         raise ConfigError("one_hot=True needs num_classes (e.g. len(ULTRASOUND_CLASSES)).")
     if num_classes is not None:
@@ -254,15 +255,7 @@ def build_classification_dataset(
         image, label = load(index)
         return augment_image(image, element_seed, config), label
 
-    return _assemble(
-        int(image_tensor.shape[0]),
-        load,
-        load_augmented,
-        batch_size=batch_size,
-        training=training,
-        seed=seed,
-        shuffle_buffer=shuffle_buffer,
-    )
+    return _assemble(count, load, load_augmented, batch_size, training, seed, shuffle_buffer)
 
 
 def build_segmentation_dataset(
@@ -294,6 +287,7 @@ def build_segmentation_dataset(
         ConfigError: Bad shapes, lengths, batch size or non-binary masks.
     """
     image_tensor = _images_to_tensor(images)
+    count = int(image_tensor.shape[0])
     mask_tensor = _masks_to_tensor(masks, tuple(image_tensor.shape[:3]))
     config = augment_config or AugmentConfig()
 
@@ -305,22 +299,13 @@ def build_segmentation_dataset(
         image, mask = load(index)
         return augment_image_and_mask(image, mask, element_seed, config)
 
-    return _assemble(
-        int(image_tensor.shape[0]),
-        load,
-        load_augmented,
-        batch_size=batch_size,
-        training=training,
-        seed=seed,
-        shuffle_buffer=shuffle_buffer,
-    )
+    return _assemble(count, load, load_augmented, batch_size, training, seed, shuffle_buffer)
 
 
 def _assemble(
     count: int,
     load: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
     load_augmented: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
-    *,
     batch_size: int,
     training: bool,
     seed: int,

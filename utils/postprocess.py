@@ -124,6 +124,28 @@ def _check_same_shape(pred: np.ndarray, true: np.ndarray) -> None:
         )
 
 
+def _foreground_pair(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks as (H, W) booleans (non-zero is foreground), checked to match in shape.
+
+    Raises:
+        ImageDimensionError: A mask is not (H, W) or (H, W, 1), or the shapes differ.
+    """
+    pred, true = _as_2d(pred, "pred") != 0, _as_2d(true, "true") != 0
+    _check_same_shape(pred, true)
+    return pred, true
+
+
+def _overlap_ratio(overlap: float, reference: int) -> float:
+    """``overlap / reference``, or 1.0 when ``reference`` is 0.
+
+    ``reference`` is 0 only when both masks are empty: a correctly predicted "no lesion"
+    is a perfect score.
+    """
+    if reference == 0:
+        return 1.0
+    return overlap / reference
+
+
 def _label(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """8-connected labels of ``mask`` and the pixel count of each label (index 0 unused)."""
     labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
@@ -207,30 +229,22 @@ def dice_score(pred: np.ndarray, true: np.ndarray) -> float:
     Returns:
         Dice in [0, 1].
     """
-    pred, true = _as_2d(pred, "pred") != 0, _as_2d(true, "true") != 0
-    _check_same_shape(pred, true)
-    total = int(pred.sum()) + int(true.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(pred, true).sum()) / total
+    pred, true = _foreground_pair(pred, true)
+    intersection = int(np.logical_and(pred, true).sum())
+    return _overlap_ratio(2.0 * intersection, int(pred.sum()) + int(true.sum()))
 
 
 def iou(pred: np.ndarray, true: np.ndarray) -> float:
     """Intersection over union |A∩B| / |A∪B|; both empty gives 1.0.
 
-    Args:
-        pred: Predicted mask (H, W) or (H, W, 1); non-zero is foreground.
-        true: Ground-truth mask of the same shape.
+    Args are as in :func:`dice_score`.
 
     Returns:
         IoU in [0, 1].
     """
-    pred, true = _as_2d(pred, "pred") != 0, _as_2d(true, "true") != 0
-    _check_same_shape(pred, true)
-    union = int(np.logical_or(pred, true).sum())
-    if union == 0:
-        return 1.0
-    return int(np.logical_and(pred, true).sum()) / union
+    pred, true = _foreground_pair(pred, true)
+    intersection = int(np.logical_and(pred, true).sum())
+    return _overlap_ratio(intersection, int(np.logical_or(pred, true).sum()))
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
@@ -264,8 +278,7 @@ def hd95(pred: np.ndarray, true: np.ndarray, spacing: float | Sequence[float] = 
     Returns:
         HD95 in units of ``spacing`` (pixels by default), or NaN as above.
     """
-    pred, true = _as_2d(pred, "pred") != 0, _as_2d(true, "true") != 0
-    _check_same_shape(pred, true)
+    pred, true = _foreground_pair(pred, true)
     pred_empty, true_empty = not pred.any(), not true.any()
     if pred_empty and true_empty:
         return 0.0

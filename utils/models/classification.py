@@ -51,6 +51,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -58,6 +59,7 @@ import keras
 from keras import layers
 
 from utils.errors import ConfigError, ModelError
+from utils.models.blocks import conv_bn_relu
 
 __all__ = [
     "ADAPTER_LAYER_NAMES",
@@ -107,18 +109,10 @@ ADAPTER_LAYER_NAMES = frozenset(
     }
 )
 
-# Architectures built on keras.applications, i.e. those with ImageNet weights.
-_APPLICATION_ARCHS = frozenset(
-    {"efficientnetb0", "efficientnetv2b0", "resnet50", "vgg19", "convnext_tiny"}
-)
 # ImageNet channel means in BGR order, on the [0, 255] scale (Caffe preprocessing).
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 # keras.applications refuses smaller inputs for the backbones used here.
 _MIN_APPLICATION_SIZE = 32
-_KERNEL_INIT = "he_normal"
-# As in the segmentation models: small datasets, few steps per epoch, so BN moving
-# statistics must follow the weights faster than Keras's default 0.99 allows.
-_BN_MOMENTUM = 0.9
 
 
 @keras.saving.register_keras_serializable(package="TumorLens")
@@ -274,32 +268,55 @@ def _caffe_preprocess(rgb: keras.KerasTensor) -> keras.KerasTensor:
 # ----------------------------------------------------------------------------- ImageNet
 
 
-def _build_application_classifier(
+@dataclass(frozen=True)
+class _ApplicationSpec:
+    """How one ``keras.applications`` backbone is wrapped into a classifier."""
+
+    application: Callable[..., keras.Model]
+    preprocess: Callable[[keras.KerasTensor], keras.KerasTensor]
+    # EfficientNetV2 and ConvNeXt add their own ImageNet normalisation only when asked.
+    include_preprocessing: bool = False
+
+
+_APPLICATION_SPECS: dict[str, _ApplicationSpec] = {
+    "efficientnetb0": _ApplicationSpec(keras.applications.EfficientNetB0, _scale_to_255),
+    "efficientnetv2b0": _ApplicationSpec(
+        keras.applications.EfficientNetV2B0, _scale_to_255, include_preprocessing=True
+    ),
+    "resnet50": _ApplicationSpec(keras.applications.ResNet50, _caffe_preprocess),
+    "vgg19": _ApplicationSpec(keras.applications.VGG19, _caffe_preprocess),
+    "convnext_tiny": _ApplicationSpec(
+        keras.applications.ConvNeXtTiny, _scale_to_255, include_preprocessing=True
+    ),
+}
+# Architectures built on keras.applications, i.e. those with ImageNet weights.
+_APPLICATION_ARCHS = frozenset(_APPLICATION_SPECS)
+
+
+def _instantiate_backbone(
     arch: str,
-    application: Callable[..., keras.Model],
-    preprocess: Callable[[keras.KerasTensor], keras.KerasTensor],
-    *,
+    spec: _ApplicationSpec,
+    features_input: keras.KerasTensor,
     input_shape: InputShape,
-    num_classes: int,
     weights: WeightsArg,
-    dropout: float,
-    **application_kwargs: object,
 ) -> keras.Model:
-    """Wrap a ``keras.applications`` backbone with the input adapters and the head."""
-    _validate_common(arch, input_shape, num_classes, dropout, weights)
-    _check_min_size(arch, input_shape, _MIN_APPLICATION_SIZE)
-    inputs = keras.Input(shape=tuple(input_shape), name=INPUT_LAYER)
-    x = preprocess(_to_rgb(inputs))
+    """Build the backbone of ``arch`` on ``features_input``, downloading ImageNet weights.
+
+    Raises:
+        ModelError: The ImageNet weights were asked for and cannot be downloaded.
+    """
     use_imagenet = weights == "imagenet"
+    # Only the backbones that need it get the flag: the others reject unknown options.
+    extra_options = {"include_preprocessing": True} if spec.include_preprocessing else {}
     try:
         # input_tensor inlines the backbone layers into this graph (no nested model),
         # so every backbone layer stays reachable from the classifier's input.
-        backbone = application(
+        return spec.application(
             include_top=False,
             weights="imagenet" if use_imagenet else None,
-            input_tensor=x,
+            input_tensor=features_input,
             input_shape=(input_shape[0], input_shape[1], 3),
-            **application_kwargs,
+            **extra_options,
         )
     except Exception as error:
         if not use_imagenet:
@@ -310,10 +327,26 @@ def _build_application_classifier(
             f"pass the path of the downloaded backbone weights file instead (the file "
             f"keras.applications caches in ~/.keras/models)."
         ) from error
+
+
+def _build_application_classifier(
+    arch: str, input_shape: InputShape, num_classes: int, weights: WeightsArg, dropout: float
+) -> keras.Model:
+    """Wrap the ``keras.applications`` backbone of ``arch`` with the adapters and the head.
+
+    The options and errors are those of :func:`build_efficientnetb0`; ``arch`` is a key
+    of :data:`_APPLICATION_SPECS`.
+    """
+    _validate_common(arch, input_shape, num_classes, dropout, weights)
+    _check_min_size(arch, input_shape, _MIN_APPLICATION_SIZE)
+    spec = _APPLICATION_SPECS[arch]
+    inputs = keras.Input(shape=tuple(input_shape), name=INPUT_LAYER)
+    features_input = spec.preprocess(_to_rgb(inputs))
+    backbone = _instantiate_backbone(arch, spec, features_input, input_shape, weights)
     model = keras.Model(
         inputs, _classification_head(backbone.output, num_classes, dropout), name=arch
     )
-    if weights is not None and not use_imagenet:
+    if weights is not None and weights != "imagenet":
         _load_weights_file(arch, model, backbone, Path(weights))
     return model
 
@@ -343,13 +376,7 @@ def build_efficientnetb0(
             the ImageNet weights cannot be downloaded.
     """
     return _build_application_classifier(
-        "efficientnetb0",
-        keras.applications.EfficientNetB0,
-        _scale_to_255,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        weights=weights,
-        dropout=dropout,
+        "efficientnetb0", input_shape, num_classes, weights, dropout
     )
 
 
@@ -364,14 +391,7 @@ def build_efficientnetv2b0(
     Args, Returns and Raises are as in :func:`build_efficientnetb0`.
     """
     return _build_application_classifier(
-        "efficientnetv2b0",
-        keras.applications.EfficientNetV2B0,
-        _scale_to_255,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        weights=weights,
-        dropout=dropout,
-        include_preprocessing=True,
+        "efficientnetv2b0", input_shape, num_classes, weights, dropout
     )
 
 
@@ -385,15 +405,7 @@ def build_resnet50(
 
     Args, Returns and Raises are as in :func:`build_efficientnetb0`.
     """
-    return _build_application_classifier(
-        "resnet50",
-        keras.applications.ResNet50,
-        _caffe_preprocess,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        weights=weights,
-        dropout=dropout,
-    )
+    return _build_application_classifier("resnet50", input_shape, num_classes, weights, dropout)
 
 
 def build_vgg19(
@@ -409,15 +421,7 @@ def build_vgg19(
 
     Args, Returns and Raises are as in :func:`build_efficientnetb0`.
     """
-    return _build_application_classifier(
-        "vgg19",
-        keras.applications.VGG19,
-        _caffe_preprocess,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        weights=weights,
-        dropout=dropout,
-    )
+    return _build_application_classifier("vgg19", input_shape, num_classes, weights, dropout)
 
 
 def build_convnext_tiny(
@@ -431,14 +435,7 @@ def build_convnext_tiny(
     Args, Returns and Raises are as in :func:`build_efficientnetb0`.
     """
     return _build_application_classifier(
-        "convnext_tiny",
-        keras.applications.ConvNeXtTiny,
-        _scale_to_255,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        weights=weights,
-        dropout=dropout,
-        include_preprocessing=True,
+        "convnext_tiny", input_shape, num_classes, weights, dropout
     )
 
 
@@ -467,23 +464,6 @@ def _finish_scratch_model(
     if weights is not None:
         _load_weights_file(arch, model, None, Path(weights))
     return model
-
-
-def _conv_bn_relu(
-    inputs: keras.KerasTensor, filters: int, prefix: str, suffix: str = "", strides: int = 1
-) -> keras.KerasTensor:
-    """3x3 conv (no bias, BN follows) -> BN -> ReLU, named ``{prefix}_{conv|bn|relu}{suffix}``."""
-    x = layers.Conv2D(
-        filters,
-        3,
-        strides=strides,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=_KERNEL_INIT,
-        name=f"{prefix}_conv{suffix}",
-    )(inputs)
-    x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{prefix}_bn{suffix}")(x)
-    return layers.Activation("relu", name=f"{prefix}_relu{suffix}")(x)
 
 
 def build_compact_cnn(
@@ -523,12 +503,12 @@ def build_compact_cnn(
     if isinstance(base_filters, bool) or not isinstance(base_filters, int) or base_filters < 1:
         raise ConfigError(f"base_filters must be a positive integer; received {base_filters!r}.")
     inputs = keras.Input(shape=tuple(input_shape), name=INPUT_LAYER)
-    x = _conv_bn_relu(inputs, base_filters, "stem", strides=2)
+    x = conv_bn_relu(inputs, base_filters, "stem", strides=2)
     n_stages = 4
     for stage in range(1, n_stages + 1):
         filters = base_filters * 2 ** (stage - 1)
-        x = _conv_bn_relu(x, filters, f"stage{stage}", "1")
-        x = _conv_bn_relu(x, filters, f"stage{stage}", "2")
+        x = conv_bn_relu(x, filters, f"stage{stage}", "1")
+        x = conv_bn_relu(x, filters, f"stage{stage}", "2")
         if stage < n_stages:
             x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
     return _finish_scratch_model(arch, inputs, x, num_classes, dropout, weights)

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import keras
 from keras import layers
 
 from utils.errors import ConfigError
+from utils.models.blocks import BN_MOMENTUM, KERNEL_INIT, conv_bn_relu
 
 __all__ = [
     "DEFAULT_SEGMENTATION_ARCH",
@@ -49,13 +51,6 @@ __all__ = [
     "residual_conv_block",
 ]
 
-# He initialisation suits the ReLU activations used throughout.
-_KERNEL_INIT = "he_normal"
-# Lower than Keras's 0.99: ultrasound datasets are small (a few hundred images, tens of
-# steps per epoch), and slow-moving BN statistics would make inference-mode predictions
-# lag far behind the trained weights during the first epochs.
-_BN_MOMENTUM = 0.9
-
 
 class _ConvBlock(Protocol):
     """Signature shared by the plain and residual conv blocks."""
@@ -63,28 +58,6 @@ class _ConvBlock(Protocol):
     def __call__(
         self, inputs: keras.KerasTensor, filters: int, prefix: str, dropout: float
     ) -> keras.KerasTensor: ...
-
-
-def _conv_bn_relu(
-    inputs: keras.KerasTensor, filters: int, prefix: str, index: int, activate: bool = True
-) -> keras.KerasTensor:
-    """3x3 conv (no bias, BN follows) -> BatchNorm -> optional ReLU.
-
-    Layers are named ``{prefix}_conv{index}``, ``{prefix}_bn{index}`` and
-    ``{prefix}_relu{index}``.
-    """
-    x = layers.Conv2D(
-        filters,
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=_KERNEL_INIT,
-        name=f"{prefix}_conv{index}",
-    )(inputs)
-    x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{prefix}_bn{index}")(x)
-    if activate:
-        x = layers.Activation("relu", name=f"{prefix}_relu{index}")(x)
-    return x
 
 
 def _maybe_dropout(inputs: keras.KerasTensor, rate: float, prefix: str) -> keras.KerasTensor:
@@ -112,9 +85,9 @@ def plain_conv_block(
     Returns:
         Feature map (N, H, W, filters).
     """
-    x = _conv_bn_relu(inputs, filters, prefix, 1)
+    x = conv_bn_relu(inputs, filters, prefix, "1")
     x = _maybe_dropout(x, dropout, prefix)
-    return _conv_bn_relu(x, filters, prefix, 2)
+    return conv_bn_relu(x, filters, prefix, "2")
 
 
 def residual_conv_block(
@@ -135,15 +108,15 @@ def residual_conv_block(
     Returns:
         Feature map (N, H, W, filters).
     """
-    x = _conv_bn_relu(inputs, filters, prefix, 1)
+    x = conv_bn_relu(inputs, filters, prefix, "1")
     x = _maybe_dropout(x, dropout, prefix)
-    x = _conv_bn_relu(x, filters, prefix, 2, activate=False)
+    x = conv_bn_relu(x, filters, prefix, "2", activate=False)
     shortcut = inputs
     if inputs.shape[-1] != filters:
         shortcut = layers.Conv2D(
-            filters, 1, use_bias=False, kernel_initializer=_KERNEL_INIT, name=f"{prefix}_proj"
+            filters, 1, use_bias=False, kernel_initializer=KERNEL_INIT, name=f"{prefix}_proj"
         )(inputs)
-        shortcut = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{prefix}_proj_bn")(
+        shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}_proj_bn")(
             shortcut
         )
     x = layers.Add(name=f"{prefix}_add")([x, shortcut])
@@ -228,29 +201,45 @@ def _validate_config(
             )
 
 
+@dataclass(frozen=True)
+class _Variant:
+    """What sets one architecture apart on the shared U-shaped skeleton."""
+
+    block: _ConvBlock
+    use_attention: bool
+
+
+_VARIANTS: dict[str, _Variant] = {
+    "unet": _Variant(plain_conv_block, use_attention=False),
+    "resunet": _Variant(residual_conv_block, use_attention=False),
+    "attention_resunet": _Variant(residual_conv_block, use_attention=True),
+}
+
+
 def _build_encoder_decoder(
-    *,
-    name: str,
-    block: _ConvBlock,
-    use_attention: bool,
+    arch: str,
     input_shape: tuple[int | None, int | None, int],
     num_classes: int,
     base_filters: int,
     depth: int,
     dropout: float,
 ) -> keras.Model:
-    """Assemble the shared U-shaped network around a given conv block."""
+    """Assemble the shared U-shaped network of ``arch`` (a key of :data:`_VARIANTS`).
+
+    The options and errors are those of :func:`build_unet`; the model is named ``arch``.
+    """
     _validate_config(input_shape, num_classes, base_filters, depth, dropout)
+    variant = _VARIANTS[arch]
     inputs = keras.Input(shape=tuple(input_shape), name="input_image")
 
     skips: list[keras.KerasTensor] = []
     x = inputs
     for level in range(1, depth + 1):
-        x = block(x, base_filters * 2 ** (level - 1), f"enc{level}", dropout)
+        x = variant.block(x, base_filters * 2 ** (level - 1), f"enc{level}", dropout)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
 
-    x = block(x, base_filters * 2**depth, "bottleneck", dropout)
+    x = variant.block(x, base_filters * 2**depth, "bottleneck", dropout)
 
     for level in range(depth, 0, -1):
         filters = base_filters * 2 ** (level - 1)
@@ -259,19 +248,19 @@ def _build_encoder_decoder(
             2,
             strides=2,
             padding="same",
-            kernel_initializer=_KERNEL_INIT,
+            kernel_initializer=KERNEL_INIT,
             name=f"dec{level}_up",
         )(x)
         skip = skips[level - 1]
-        if use_attention:
+        if variant.use_attention:
             skip = attention_gate(skip, x, max(filters // 2, 1), f"att{level}")
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
-        x = block(x, filters, f"dec{level}", dropout)
+        x = variant.block(x, filters, f"dec{level}", dropout)
 
     logits = layers.Conv2D(num_classes, 1, name="seg_logits")(x)
     # float32 sigmoid: under mixed_float16 the probabilities and the loss stay accurate.
     probs = layers.Activation("sigmoid", dtype="float32", name="seg_probs")(logits)
-    return keras.Model(inputs, probs, name=name)
+    return keras.Model(inputs, probs, name=arch)
 
 
 def build_unet(
@@ -300,16 +289,7 @@ def build_unet(
     Raises:
         ConfigError: An option is out of range or the size is not divisible by 2**depth.
     """
-    return _build_encoder_decoder(
-        name="unet",
-        block=plain_conv_block,
-        use_attention=False,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        base_filters=base_filters,
-        depth=depth,
-        dropout=dropout,
-    )
+    return _build_encoder_decoder("unet", input_shape, num_classes, base_filters, depth, dropout)
 
 
 def build_resunet(
@@ -326,16 +306,7 @@ def build_resunet(
     Raises:
         ConfigError: An option is out of range or the size is not divisible by 2**depth.
     """
-    return _build_encoder_decoder(
-        name="resunet",
-        block=residual_conv_block,
-        use_attention=False,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        base_filters=base_filters,
-        depth=depth,
-        dropout=dropout,
-    )
+    return _build_encoder_decoder("resunet", input_shape, num_classes, base_filters, depth, dropout)
 
 
 def build_attention_resunet(
@@ -356,14 +327,7 @@ def build_attention_resunet(
         ConfigError: An option is out of range or the size is not divisible by 2**depth.
     """
     return _build_encoder_decoder(
-        name="attention_resunet",
-        block=residual_conv_block,
-        use_attention=True,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        base_filters=base_filters,
-        depth=depth,
-        dropout=dropout,
+        "attention_resunet", input_shape, num_classes, base_filters, depth, dropout
     )
 
 
