@@ -10,6 +10,10 @@ Examples::
     python -m utils.train segment --data ../shared/datasets/busi \\
         --data ../shared/datasets/bus-bra --folds 5 --out runs/seg_cv
 
+    # 5-fold CV, then the final classifier, fine-tuned from a local weights file
+    python -m utils.train classify --data ../shared/datasets/busi --folds 5 --final \\
+        --weights efficientnetb0_notop.h5 --out runs/cls
+
     # resume after a crash: run the same command again (state is in --out)
 """
 
@@ -21,8 +25,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from utils.errors import TumorLensError
+
+if TYPE_CHECKING:
+    from utils.training.arrays import TrainingArrays
 
 LOGGER = logging.getLogger("tumorlens.train")
 
@@ -71,6 +79,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(segment)
     segment.add_argument("--loss", default=None, help="dice_bce | dice | focal_tversky")
     segment.add_argument("--base-filters", type=int, default=None)
+    classify = tasks.add_parser("classify", help="ultrasound lesion classifier")
+    _add_common_options(classify)
+    classify.add_argument(
+        "--weights",
+        default=None,
+        help="'imagenet' or a local weights file (backbone or whole model); "
+        "turns on two-phase fine-tuning",
+    )
+    classify.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    classify.add_argument("--dropout", type=float, default=None)
+    classify.add_argument(
+        "--class-weighting",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="balanced class weights in the training loss (default: on)",
+    )
+    classify.add_argument(
+        "--two-phase",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="head-only phase before fine-tuning (default: when --weights is given)",
+    )
+    classify.add_argument("--head-epochs", type=int, default=None, help="epochs of the head phase")
+    classify.add_argument(
+        "--tta",
+        dest="evaluate_tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="evaluate the refer-to-a-human rule with test-time augmentation (default: on)",
+    )
     return parser
 
 
@@ -92,9 +130,27 @@ def _deadline(minutes: float | None) -> float | None:
     return None if minutes is None else time.time() + 60.0 * minutes
 
 
+def _load_arrays(
+    args: argparse.Namespace, *, image_size: int, channels: int, with_masks: bool
+) -> TrainingArrays:
+    """The ``--arrays`` cache, or the ``--data`` folders decoded (and cached)."""
+    from utils.training.arrays import TrainingArrays
+
+    if args.arrays:
+        return TrainingArrays.load(args.arrays)
+    from utils.training.data import load_training_arrays
+
+    return load_training_arrays(
+        args.data,
+        image_size=image_size,
+        channels=channels,
+        with_masks=with_masks,
+        cache_dir=args.cache_dir,
+    )
+
+
 def run_segment(args: argparse.Namespace) -> int:
     """Cross-validate and/or train the segmenter as the parsed options say."""
-    from utils.training.arrays import TrainingArrays
     from utils.training.segmentation import (
         SegmenterTrainConfig,
         cross_validate_segmenter,
@@ -120,14 +176,7 @@ def run_segment(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         deadline=_deadline(args.deadline_minutes),
     )
-    if args.arrays:
-        arrays = TrainingArrays.load(args.arrays)
-    else:
-        from utils.training.data import load_training_arrays
-
-        arrays = load_training_arrays(
-            args.data, image_size=config.image_size, with_masks=True, cache_dir=args.cache_dir
-        )
+    arrays = _load_arrays(args, image_size=config.image_size, channels=1, with_masks=True)
     if args.folds:
         summary = cross_validate_segmenter(
             arrays, config, args.out, n_folds=args.folds, only_folds=args.only_fold
@@ -138,6 +187,61 @@ def run_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_classify(args: argparse.Namespace) -> int:
+    """Cross-validate and/or train the classifier as the parsed options say.
+
+    The configuration is checked before any data is read. With ``--arrays``, the image
+    size and channels default to those of the cache.
+    """
+    from utils.training.classification import (
+        ClassifierTrainConfig,
+        check_classifier_config,
+        cross_validate_classifier,
+        train_final_classifier,
+    )
+
+    config = ClassifierTrainConfig(
+        **_overrides(
+            args,
+            (
+                "arch",
+                "image_size",
+                "channels",
+                "weights",
+                "dropout",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "patience",
+                "seed",
+                "class_weighting",
+                "two_phase",
+                "head_epochs",
+                "evaluate_tta",
+                "backup_every_steps",
+            ),
+        ),
+        mixed_precision=args.mixed_precision,
+        deadline=_deadline(args.deadline_minutes),
+    )
+    check_classifier_config(config)
+    arrays = _load_arrays(
+        args, image_size=config.image_size, channels=config.channels, with_masks=False
+    )
+    height, _, channels = arrays.images.shape[1:]
+    config.image_size = args.image_size or height
+    config.channels = args.channels or channels
+    if args.folds:
+        summary = cross_validate_classifier(
+            arrays, config, args.out, n_folds=args.folds, only_folds=args.only_fold
+        )
+        LOGGER.info("CV summary: %s", summary["summary"])
+    if args.final:
+        _, temperature = train_final_classifier(arrays, config, args.out / "final")
+        LOGGER.info("final model in %s (temperature %.3f)", args.out / "final", temperature)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 on bad input)."""
     args = build_parser().parse_args(argv)
@@ -145,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.task == "segment":
             return run_segment(args)
+        if args.task == "classify":
+            return run_classify(args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

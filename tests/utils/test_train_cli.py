@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import keras
 import pytest
 
 from utils.train import main
+from utils.training import classification
 
 
 def test_missing_dataset_folder_exits_2_with_message(tmp_path: Path, capsys) -> None:
@@ -60,3 +63,136 @@ def tiny_arrays_path(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.npz"
     arrays.save(path)
     return path
+
+
+# ----------------------------------------------------------------------------- classify
+
+
+class _CrashAt(keras.callbacks.Callback):
+    """Simulates a kill in the middle of an epoch."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        super().__init__()
+        self.epoch, self.batch, self._current = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._current == self.epoch and batch == self.batch:
+            raise KeyboardInterrupt("killed mid-epoch")
+
+
+def test_classify_killed_mid_epoch_resumes_with_the_same_command(
+    tiny_arrays_path: Path, tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "run"
+    # 8 images in batches of 3: 3 steps per epoch. The cache holds masks: ignored.
+    command = [
+        "classify",
+        "--arrays",
+        str(tiny_arrays_path),
+        "--arch",
+        "compact_cnn",
+        "--final",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "3",
+        "--backup-every-steps",
+        "1",
+        "--out",
+        str(out),
+    ]
+    original = classification.standard_callbacks
+    monkeypatch.setattr(
+        classification,
+        "standard_callbacks",
+        lambda *args, **kwargs: [*original(*args, **kwargs), _CrashAt(1, 1)],
+    )
+    with pytest.raises(KeyboardInterrupt):
+        main(command)
+    state = json.loads((out / "final" / "backup" / "training_metadata.json").read_text())
+    assert state == {"epoch": 1, "batch": 1}  # saved after batch 2 of epoch 2
+    assert not (out / "final" / "model.keras").exists()
+
+    monkeypatch.setattr(classification, "standard_callbacks", original)
+    assert main(command) == 0
+    epochs = [line.split(",")[0] for line in (out / "final" / "history.csv").read_text().split()]
+    assert epochs == ["epoch", "0", "1", "2"]  # appended after the resume, not restarted
+    card = json.loads((out / "final" / "final.json").read_text())
+    assert card["epochs_run"] == 3
+    assert card["temperature"] == 1.0  # no cv.json to take it from
+    assert card["input_shape"] == [32, 32, 1]  # taken from the cache
+    assert (out / "final" / "model.keras").exists()
+
+
+def test_classify_unknown_architecture_exits_2(
+    tiny_arrays_path: Path, tmp_path: Path, capsys
+) -> None:
+    code = main(
+        ["classify", "--arrays", str(tiny_arrays_path), "--arch", "alexnet", "--out", str(tmp_path)]
+    )
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "Unknown classifier architecture 'alexnet'" in error
+    assert "efficientnetb0" in error
+
+
+def test_classify_missing_weights_file_exits_2(
+    tiny_arrays_path: Path, tmp_path: Path, capsys
+) -> None:
+    missing = tmp_path / "missing.weights.h5"
+    code = main(
+        [
+            "classify",
+            "--arrays",
+            str(tiny_arrays_path),
+            "--weights",
+            str(missing),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert code == 2
+    assert f"Weights file not found: {missing}" in capsys.readouterr().err
+
+
+def test_classify_missing_dataset_folder_exits_2(tmp_path: Path, capsys) -> None:
+    code = main(["classify", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_classify_image_size_unlike_the_cache_exits_2(
+    tiny_arrays_path: Path, tmp_path: Path, capsys
+) -> None:
+    command = ["classify", "--arrays", str(tiny_arrays_path), "--image-size", "64", "--final"]
+    assert main([*command, "--out", str(tmp_path / "run")]) == 2
+    assert "configured for (64, 64, 1)" in capsys.readouterr().err
+
+
+def test_classify_options_reach_the_configuration(tmp_path: Path) -> None:
+    from utils.train import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "classify",
+            "--data",
+            "d",
+            "--out",
+            str(tmp_path),
+            "--no-class-weighting",
+            "--head-epochs",
+            "2",
+            "--weights",
+            "imagenet",
+            "--no-tta",
+            "--mixed-precision",
+        ]
+    )
+    assert args.class_weighting is False
+    assert args.head_epochs == 2
+    assert args.weights == "imagenet"
+    assert args.evaluate_tta is False
+    assert args.mixed_precision is True
