@@ -32,9 +32,11 @@ from utils.datasets.masks import load_mask
 from utils.datasets.records import DatasetRecord
 from utils.errors import ConfigError
 from utils.image_io import load_image
+from utils.labels import ULTRASOUND_CLASSES, encode_labels
+
+__all__ = ["ULTRASOUND_CLASSES", "encode_labels"]  # re-exported: historical home
 
 #: Class names of the breast-ultrasound classifier, in label-index order.
-ULTRASOUND_CLASSES: Final[tuple[str, ...]] = ("normal", "benign", "malignant")
 
 #: Smallest and largest accepted side of ``image_size``.
 MIN_IMAGE_SIDE: Final = 8
@@ -158,36 +160,6 @@ def validate_image_size(image_size: object) -> tuple[int, int]:
         if not is_int or not MIN_IMAGE_SIDE <= side <= MAX_IMAGE_SIDE:
             raise ConfigError(f"{allowed}; got {image_size!r}.")
     return int(image_size[0]), int(image_size[1])
-
-
-def encode_labels(
-    labels: Sequence[str | None], class_names: Sequence[str] = ULTRASOUND_CLASSES
-) -> np.ndarray:
-    """Turn class names into class indices (position in ``class_names``).
-
-    Args:
-        labels: One class name per example.
-        class_names: The allowed names, in index order.
-
-    Returns:
-        int64 array of shape ``(N,)``.
-
-    Raises:
-        ConfigError: A label is not in ``class_names`` (or is ``None``), or
-            ``class_names`` is empty or has duplicates.
-    """
-    if not class_names or len(set(class_names)) != len(class_names):
-        raise ConfigError(
-            f"class_names must be non-empty and without duplicates, got {list(class_names)}."
-        )
-    index_of = {name: index for index, name in enumerate(class_names)}
-    unknown = sorted({str(label) for label in labels if label not in index_of})
-    if unknown:
-        raise ConfigError(
-            f"Unknown class label(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(class_names)}."
-        )
-    return np.array([index_of[label] for label in labels], dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from utils.calibration import (
 from utils.errors import ConfigError, ModelError
 from utils.evaluation.classification import classification_report
 from utils.inference.compiled import compile_forward
+from utils.labels import ULTRASOUND_CLASSES, encode_labels
 from utils.models.classification import (
     CLASSIFIER_BUILDERS,
     DEFAULT_CLASSIFIER_ARCH,
@@ -67,22 +68,20 @@ from utils.models.classification import (
     logits_model,
     set_backbone_trainable,
 )
-from utils.splits import grouped_stratified_kfold
 from utils.training.arrays import TrainingArrays
 from utils.training.callbacks import DeadlineStop, standard_callbacks
 from utils.training.common import (
+    collect_cv_results,
     configure_precision,
+    fold_finished,
+    grouped_cv_folds,
     make_feeds,
-    mean_and_sd,
     set_global_seed,
     write_json,
 )
 
 LOGGER = logging.getLogger(__name__)
 
-#: Class names in label-index order. The same as ``utils.pipelines.ULTRASOUND_CLASSES``,
-#: repeated because that module imports TensorFlow, which a JAX machine lacks.
-CLASS_NAMES: tuple[str, ...] = ("normal", "benign", "malignant")
 
 #: Headline metrics of a fold, summarised as mean ± sd over folds in ``cv.json``.
 CV_SUMMARY_KEYS = (
@@ -154,7 +153,7 @@ class ClassifierTrainConfig:
     evaluate_tta: bool = True
     tta_passes: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    class_names: tuple[str, ...] = CLASS_NAMES
+    class_names: tuple[str, ...] = ULTRASOUND_CLASSES
 
     def __post_init__(self) -> None:
         # Paths become strings so the configuration stays JSON-ready.
@@ -246,22 +245,6 @@ def _check_arrays(arrays: TrainingArrays, config: ClassifierTrainConfig) -> None
             f"classifier is configured for {config.input_shape}; set image_size / channels "
             f"to match or re-decode the data."
         )
-
-
-def encode_class_labels(labels: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
-    """Class names -> int64 class indices (TensorFlow-free ``encode_labels``).
-
-    Raises:
-        ConfigError: A label is not one of ``class_names``.
-    """
-    index_of = {name: index for index, name in enumerate(class_names)}
-    unknown = sorted({str(label) for label in labels if label not in index_of})
-    if unknown:
-        raise ConfigError(
-            f"Unknown class label(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(class_names)}."
-        )
-    return np.array([index_of[label] for label in labels], dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -391,7 +374,7 @@ def calibrate_and_evaluate(
         of the raw softmax), ``temperature`` and, with ``evaluate_tta``, the
         :func:`referral_report` keys.
     """
-    labels = encode_class_labels(val.labels, config.class_names)
+    labels = encode_labels(val.labels, config.class_names)
     images = _unit_float(val.images)
     logits_of = logit_function(model, config.input_shape, config.batch_size)
     logits = logits_of(images)
@@ -518,7 +501,7 @@ def _prepare(
 ) -> tuple[np.ndarray, dict[int, float] | None, dict[str, float]]:
     check_classifier_config(config)
     _check_arrays(train, config)
-    labels = encode_class_labels(train.labels, config.class_names)
+    labels = encode_labels(train.labels, config.class_names)
     return labels, *_class_weights(labels, config)
 
 
@@ -548,7 +531,7 @@ def train_classifier(
     """
     labels, class_weight, weights_by_name = _prepare(train, config)
     _check_arrays(val, config)
-    val_labels = encode_class_labels(val.labels, config.class_names)
+    val_labels = encode_labels(val.labels, config.class_names)
     set_global_seed(config.seed)
     feeds = make_feeds(
         train.images,
@@ -584,26 +567,6 @@ def train_classifier(
 
 
 # ----------------------------------------------------------------------------- CV
-
-
-def grouped_cv_folds(
-    arrays: TrainingArrays, n_folds: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Grouped k folds stratified by ``dataset:label``; a group is never split.
-
-    Stratifying by dataset as well keeps every dataset's share (and its label mix)
-    similar across folds, so no fold validates mostly on one scanner.
-    """
-    strata = [
-        f"{dataset}:{label}" for dataset, label in zip(arrays.datasets, arrays.labels, strict=True)
-    ]
-    return grouped_stratified_kfold(strata, arrays.groups, n_splits=n_folds, seed=seed)
-
-
-def _fold_finished(fold_dir: Path) -> bool:
-    """A fold is done when its metrics exist and it was not cut short by a deadline."""
-    path = fold_dir / "metrics.json"
-    return path.exists() and not json.loads(path.read_text()).get("stopped_by_deadline")
 
 
 def _deadline_passed(config: ClassifierTrainConfig) -> bool:
@@ -643,7 +606,7 @@ def cross_validate_classifier(
         fold_dir = out_dir / f"fold_{fold_index}"
         if only_folds is not None and fold_index not in only_folds:
             continue
-        if _fold_finished(fold_dir):
+        if fold_finished(fold_dir):
             LOGGER.info("fold %d already finished; skipping", fold_index)
             continue
         if _deadline_passed(config):
@@ -670,22 +633,8 @@ def cross_validate_classifier(
 
 
 def collect_classifier_cv_results(out_dir: Path, config: ClassifierTrainConfig) -> dict[str, Any]:
-    """Summarise every ``fold_*/metrics.json`` under ``out_dir`` into ``cv.json``.
-
-    Folds may have run in separate processes or machines (``only_folds``); whatever
-    folds are present are summarised.
-    """
-    results = [json.loads(path.read_text()) for path in sorted(out_dir.glob("fold_*/metrics.json"))]
-    summary = {
-        "n_folds": len(results),
-        "folds": results,
-        "summary": {
-            key: mean_and_sd([fold.get(key) for fold in results]) for key in CV_SUMMARY_KEYS
-        },
-        "config": config.to_dict(),
-    }
-    write_json(out_dir / "cv.json", summary)
-    return summary
+    """Summarise every fold under ``out_dir`` into ``cv.json`` (see :func:`collect_cv_results`)."""
+    return collect_cv_results(out_dir, CV_SUMMARY_KEYS, config.to_dict())
 
 
 # ----------------------------------------------------------------------------- final

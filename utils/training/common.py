@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import keras
 import numpy as np
 
 from utils.augment_config import AugmentConfig
+from utils.splits import grouped_stratified_kfold
 from utils.training.arrays import TrainingArrays
 
 
@@ -102,3 +104,42 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def grouped_cv_folds(
+    arrays: TrainingArrays, n_folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Grouped k folds stratified by ``dataset:label``; a group is never split.
+
+    Stratifying by dataset as well keeps every dataset's share (and its label mix)
+    similar across folds, so no fold validates mostly on one scanner.
+    """
+    strata = [
+        f"{dataset}:{label}" for dataset, label in zip(arrays.datasets, arrays.labels, strict=True)
+    ]
+    return grouped_stratified_kfold(strata, arrays.groups, n_splits=n_folds, seed=seed)
+
+
+def fold_finished(fold_dir: Path) -> bool:
+    """A fold is done when its metrics exist and it was not cut short by a deadline."""
+    path = fold_dir / "metrics.json"
+    return path.exists() and not json.loads(path.read_text()).get("stopped_by_deadline")
+
+
+def collect_cv_results(
+    out_dir: Path, keys: Sequence[str], config: dict[str, Any]
+) -> dict[str, Any]:
+    """Summarise every ``fold_*/metrics.json`` under ``out_dir`` into ``cv.json``.
+
+    Folds may have run in separate processes or machines (``--only-fold``); whatever
+    folds are present are summarised as mean ± sd of ``keys``.
+    """
+    results = [json.loads(path.read_text()) for path in sorted(out_dir.glob("fold_*/metrics.json"))]
+    summary = {
+        "n_folds": len(results),
+        "folds": results,
+        "summary": {key: mean_and_sd([fold.get(key) for fold in results]) for key in keys},
+        "config": config,
+    }
+    write_json(out_dir / "cv.json", summary)
+    return summary

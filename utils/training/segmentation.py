@@ -18,13 +18,14 @@ from utils.evaluation.segmentation import segmentation_report
 from utils.models.losses import dice_coefficient, get_segmentation_loss
 from utils.models.segmentation import DEFAULT_SEGMENTATION_ARCH, build_segmentation_model
 from utils.postprocess import PostprocessConfig, choose_threshold, postprocess_mask
-from utils.splits import grouped_stratified_kfold
 from utils.training.arrays import TrainingArrays
 from utils.training.callbacks import standard_callbacks
 from utils.training.common import (
+    collect_cv_results,
     configure_precision,
+    fold_finished,
+    grouped_cv_folds,
     make_feeds,
-    mean_and_sd,
     predict_in_batches,
     set_global_seed,
     write_json,
@@ -185,18 +186,19 @@ def cross_validate_segmenter(
     Returns:
         Per-fold validation reports and mean ± sd of the headline metrics.
     """
-    strata = [
-        f"{dataset}:{label}" for dataset, label in zip(arrays.datasets, arrays.labels, strict=True)
-    ]
-    folds = grouped_stratified_kfold(strata, arrays.groups, n_splits=n_folds, seed=config.seed)
+    folds = grouped_cv_folds(arrays, n_folds, config.seed)
     for fold_index, (train_idx, val_idx) in enumerate(folds):
+        fold_dir = out_dir / f"fold_{fold_index}"
         if only_folds is not None and fold_index not in only_folds:
+            continue
+        if fold_finished(fold_dir):
+            LOGGER.info("fold %d already finished; skipping", fold_index)
             continue
         LOGGER.info(
             "fold %d/%d: %d train, %d val", fold_index + 1, n_folds, len(train_idx), len(val_idx)
         )
         trained = train_segmenter(
-            arrays.subset(train_idx), arrays.subset(val_idx), config, out_dir / f"fold_{fold_index}"
+            arrays.subset(train_idx), arrays.subset(val_idx), config, fold_dir
         )
         fold_result = {
             "fold": fold_index,
@@ -205,33 +207,24 @@ def cross_validate_segmenter(
             "threshold": trained.postprocess.threshold,
             "epochs_run": trained.epochs_run,
             "seconds": trained.seconds,
+            "stopped_by_deadline": _deadline_passed(config.deadline),
             **trained.validation,
         }
-        write_json(out_dir / f"fold_{fold_index}" / "metrics.json", fold_result)
-    return collect_cv_results(out_dir, config)
+        write_json(fold_dir / "metrics.json", fold_result)
+    return collect_segmenter_cv_results(out_dir, config)
 
 
-def collect_cv_results(out_dir: Path, config: SegmenterTrainConfig) -> dict[str, Any]:
-    """Summarise every ``fold_*/metrics.json`` under ``out_dir`` into ``cv.json``.
-
-    Folds may have run in separate processes or machines (``--only-fold``); whatever
-    folds are present are summarised.
-    """
-    results = [json.loads(path.read_text()) for path in sorted(out_dir.glob("fold_*/metrics.json"))]
-    summary = summarise_folds(results)
-    summary["config"] = config.to_dict()
-    write_json(out_dir / "cv.json", summary)
-    return summary
+#: Headline metrics of a fold, summarised as mean ± sd over folds in ``cv.json``.
+CV_SUMMARY_KEYS = ("dice_mean", "iou_mean", "hd95_mean", "normal_false_positive_rate", "threshold")
 
 
-def summarise_folds(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± sd over folds of Dice, IoU, HD95 and the normal false-positive rate."""
-    keys = ("dice_mean", "iou_mean", "hd95_mean", "normal_false_positive_rate", "threshold")
-    return {
-        "n_folds": len(results),
-        "folds": results,
-        "summary": {key: mean_and_sd([fold.get(key) for fold in results]) for key in keys},
-    }
+def collect_segmenter_cv_results(out_dir: Path, config: SegmenterTrainConfig) -> dict[str, Any]:
+    """Summarise every fold under ``out_dir`` into ``cv.json`` (see :func:`collect_cv_results`)."""
+    return collect_cv_results(out_dir, CV_SUMMARY_KEYS, config.to_dict())
+
+
+def _deadline_passed(deadline: float | None) -> bool:
+    return deadline is not None and time.time() >= deadline
 
 
 def train_final_segmenter(

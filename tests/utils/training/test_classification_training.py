@@ -11,22 +11,20 @@ import pytest
 
 from utils.augment_config import AugmentConfig
 from utils.errors import ConfigError, ModelError
+from utils.labels import ULTRASOUND_CLASSES, encode_labels
 from utils.models.classification import build_classifier
 from utils.training import classification
 from utils.training.arrays import TrainingArrays
 from utils.training.classification import (
-    CLASS_NAMES,
     CV_SUMMARY_KEYS,
     ClassifierTrainConfig,
     balanced_class_weights,
     check_classifier_config,
     cross_validate_classifier,
-    encode_class_labels,
-    grouped_cv_folds,
     train_classifier,
     train_final_classifier,
 )
-from utils.training.common import make_feeds, write_json
+from utils.training.common import fold_finished, grouped_cv_folds, make_feeds, write_json
 
 # 6 normal, 14 benign, 10 malignant: imbalanced on purpose; pairs share a patient.
 _COUNTS = {"normal": 6, "benign": 14, "malignant": 10}
@@ -74,10 +72,11 @@ def _history_rows(path: Path) -> list[dict[str, str]]:
 # ----------------------------------------------------------------------------- pieces
 
 
-def test_class_names_match_the_tensorflow_pipelines() -> None:
-    from utils.pipelines import ULTRASOUND_CLASSES
+def test_pipelines_reexport_the_tensorflow_free_labels() -> None:
+    from utils import labels, pipelines
 
-    assert CLASS_NAMES == ULTRASOUND_CLASSES
+    assert pipelines.ULTRASOUND_CLASSES is labels.ULTRASOUND_CLASSES
+    assert pipelines.encode_labels is labels.encode_labels
 
 
 def test_grouped_folds_never_split_a_group(cls_arrays: TrainingArrays) -> None:
@@ -88,7 +87,7 @@ def test_grouped_folds_never_split_a_group(cls_arrays: TrainingArrays) -> None:
     for train_idx, val_idx in folds:
         assert not set(groups[train_idx]) & set(groups[val_idx])
         # Stratified: every class is in every validation fold.
-        assert {cls_arrays.labels[i] for i in val_idx} == set(CLASS_NAMES)
+        assert {cls_arrays.labels[i] for i in val_idx} == set(ULTRASOUND_CLASSES)
 
 
 def test_balanced_class_weights_follow_sklearn() -> None:
@@ -160,7 +159,7 @@ def test_bad_configuration_and_labels_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="head_epochs"):
         check_classifier_config(ClassifierTrainConfig(head_epochs=0))
     with pytest.raises(ConfigError, match="'cyst'"):
-        encode_class_labels(["benign", "cyst"], CLASS_NAMES)
+        encode_labels(["benign", "cyst"], ULTRASOUND_CLASSES)
     assert ClassifierTrainConfig(weights=tmp_path / "w.h5").to_dict()["two_phase"] is True
     assert ClassifierTrainConfig().to_dict()["two_phase"] is False
 
@@ -191,7 +190,7 @@ def test_cv_rerun_skips_finished_folds_and_stops_at_the_deadline(
 
     # A fold cut short by the deadline is run again; a passed deadline runs nothing.
     write_json(tmp_path / "fold_1" / "metrics.json", {"stopped_by_deadline": True})
-    assert not classification._fold_finished(tmp_path / "fold_1")
+    assert not fold_finished(tmp_path / "fold_1")
     late = ClassifierTrainConfig(deadline=time.time() - 1, **TINY)
     assert cross_validate_classifier(cls_arrays, late, tmp_path, n_folds=2)["n_folds"] == 2
 
@@ -226,7 +225,7 @@ def test_two_fold_cv_then_final_model(cls_arrays: TrainingArrays, tmp_path: Path
         reloaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-5
     )
     card = json.loads((tmp_path / "final" / "final.json").read_text())
-    assert card["class_names"] == list(CLASS_NAMES)
+    assert card["class_names"] == list(ULTRASOUND_CLASSES)
     assert card["input_shape"] == [32, 32, 1]
     assert card["temperature"] == pytest.approx(temperature)
 
