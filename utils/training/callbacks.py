@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import time
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def standard_callbacks(
                 mode=mode,
                 save_best_only=True,
                 save_weights_only=True,
+                # After a resume, only a better epoch than any logged one may
+                # overwrite the best checkpoint.
+                initial_value_threshold=best_logged_value(run_dir, monitor, mode)
+                if resuming
+                else None,
             ),
             keras.callbacks.EarlyStopping(
                 monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
@@ -64,6 +70,22 @@ def standard_callbacks(
     if deadline is not None:
         callbacks.append(DeadlineStop(deadline))
     return callbacks
+
+
+def best_logged_value(run_dir: Path, monitor: str, mode: str) -> float | None:
+    """Best value of ``monitor`` in ``run_dir/history.csv`` (``None`` when absent)."""
+    history = run_dir / "history.csv"
+    if not history.exists():
+        return None
+    with history.open(newline="") as handle:
+        values = [
+            float(row[monitor])
+            for row in csv.DictReader(handle)
+            if row.get(monitor) not in (None, "", "NA")
+        ]
+    if not values:
+        return None
+    return max(values) if mode == "max" else min(values)
 
 
 class DeadlineStop(keras.callbacks.Callback):

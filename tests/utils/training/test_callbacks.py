@@ -71,3 +71,13 @@ def test_deadline_stops_at_epoch_end(tmp_path: Path) -> None:
     history = _model().fit(x, x[:, :1], epochs=10, verbose=0, callbacks=callbacks)
     assert len(history.history["loss"]) == 1
     assert any(isinstance(c, DeadlineStop) and c.stopped_by_deadline for c in callbacks)
+
+
+def test_best_logged_value_reads_history_for_resumed_checkpointing(tmp_path: Path) -> None:
+    from utils.training.callbacks import best_logged_value
+
+    assert best_logged_value(tmp_path, "val_loss", "min") is None
+    rows = "epoch,val_loss,val_dice\n0,0.9,0.5\n1,0.7,NA\n2,0.8,0.6\n"
+    (tmp_path / "history.csv").write_text(rows)
+    assert best_logged_value(tmp_path, "val_loss", "min") == 0.7
+    assert best_logged_value(tmp_path, "val_dice", "max") == 0.6
