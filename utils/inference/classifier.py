@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -27,15 +26,11 @@ from utils.inference.bundle import (
     DEFAULT_CLASSIFIER_BUNDLE,
     ImageLike,
     as_image_list,
-    card_input_shape,
     images_for_model,
-    load_bundle,
     to_float_batch,
-    validate_card,
 )
-from utils.inference.compiled import compile_forward
+from utils.inference.predictor import BundlePredictor
 from utils.models.classification import LOGITS_LAYER, logits_model
-from utils.paths import SAVED_MODELS_DIR
 
 __all__ = ["ClassificationResult", "LesionClassifier"]
 
@@ -86,7 +81,7 @@ def _has_logits_layer(model: keras.Model) -> bool:
     return any(layer.name == LOGITS_LAYER for layer in model.layers)
 
 
-class LesionClassifier:
+class LesionClassifier(BundlePredictor):
     """A classification bundle ready for inference: compiled once, batched, calibrated.
 
     Example::
@@ -96,66 +91,25 @@ class LesionClassifier:
         result.predicted_class, result.confidence, result.refer
     """
 
-    def __init__(
-        self,
-        model: keras.Model,
-        card: dict[str, Any],
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        warm_up: bool = True,
-    ) -> None:
-        """Compile the forward pass of ``model`` (to its logits when it has them).
+    TASK = "classification"
+    DEFAULT_BUNDLE = DEFAULT_CLASSIFIER_BUNDLE
+    DEFAULT_BATCH_SIZE = DEFAULT_BATCH_SIZE
 
-        Args:
-            model: A classifier mapping (N, H, W, C) floats in [0, 1] to (N, classes)
-                probabilities, ideally with a ``logits`` layer.
-            card: Its model card (see :mod:`utils.inference.bundle`).
-            batch_size: Images per forward pass.
-            warm_up: Trace the compiled function now, so the first image is not slow.
+    def __init__(self, model: keras.Model, card: dict[str, Any], **options: Any) -> None:
+        """Compile ``model`` once, to its logits when it has them (see :class:`BundlePredictor`).
 
         Raises:
             ModelError: The card is not a valid classification card.
             ConfigError: ``batch_size`` is not a positive integer.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}.")
-        self.card = validate_card(card, task="classification")
-        self.model = model
-        self.input_shape = card_input_shape(card)
-        self.class_names: tuple[str, ...] = tuple(card["class_names"])
-        self.temperature = float(card.get("temperature", 1.0))
-        self.batch_size = batch_size
         self._outputs_logits = _has_logits_layer(model)
-        network = logits_model(model) if self._outputs_logits else model
-        self._forward = compile_forward(network, self.input_shape)
-        if warm_up:
-            self._forward(np.zeros((1, *self.input_shape), dtype=np.float32))
+        super().__init__(model, card, **options)
+        self.class_names: tuple[str, ...] = tuple(self.card["class_names"])
+        self.temperature = float(self.card.get("temperature", 1.0))
 
-    @classmethod
-    def from_bundle(
-        cls,
-        name_or_path: str | Path,
-        *,
-        models_dir: Path | str = SAVED_MODELS_DIR,
-        **options: Any,
-    ) -> LesionClassifier:
-        """Load a classification bundle by name or ``.keras`` path (see :func:`load_bundle`).
-
-        Args:
-            name_or_path: Bundle name in ``models_dir`` or a ``.keras`` path.
-            models_dir: Folder of the named bundles.
-            **options: ``batch_size`` and ``warm_up`` of the constructor.
-
-        Raises:
-            ModelError: The bundle is missing, invalid or not a classification model.
-        """
-        model, card = load_bundle(name_or_path, models_dir=models_dir, task="classification")
-        return cls(model, card, **options)
-
-    @classmethod
-    def default(cls, **options: Any) -> LesionClassifier:
-        """The shipped ``ultrasound_classifier`` bundle."""
-        return cls.from_bundle(DEFAULT_CLASSIFIER_BUNDLE, **options)
+    def _network(self, model: keras.Model) -> keras.Model:
+        # Temperature scaling needs logits; models without them get log-probabilities.
+        return logits_model(model) if self._outputs_logits else model
 
     def predict_probabilities(
         self, images: ImageLike | Sequence[ImageLike], *, temperature: float | None = None

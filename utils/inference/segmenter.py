@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -24,16 +23,12 @@ from utils.inference.bundle import (
     DEFAULT_SEGMENTER_BUNDLE,
     ImageLike,
     as_image_list,
-    card_input_shape,
     images_for_model,
-    load_bundle,
     to_float_batch,
     to_gray,
-    validate_card,
 )
-from utils.inference.compiled import compile_forward
+from utils.inference.predictor import BundlePredictor
 from utils.measurements import LesionMeasurements, measure_lesion_or_none
-from utils.paths import SAVED_MODELS_DIR
 from utils.postprocess import PostprocessConfig, postprocess_mask
 
 __all__ = ["LesionSegmenter", "SegmentationResult", "postprocess_config_from_card"]
@@ -81,7 +76,7 @@ def postprocess_config_from_card(card: dict[str, Any]) -> PostprocessConfig:
         raise ModelError(f"Model card postprocess is invalid: {error}") from error
 
 
-class LesionSegmenter:
+class LesionSegmenter(BundlePredictor):
     """A segmentation bundle ready for inference: compiled once, batched, size-agnostic.
 
     Example::
@@ -91,63 +86,19 @@ class LesionSegmenter:
         result.mask, result.measurements
     """
 
-    def __init__(
-        self,
-        model: keras.Model,
-        card: dict[str, Any],
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        warm_up: bool = True,
-    ) -> None:
-        """Compile the forward pass of ``model`` and, by default, run it once.
+    TASK = "segmentation"
+    DEFAULT_BUNDLE = DEFAULT_SEGMENTER_BUNDLE
+    DEFAULT_BATCH_SIZE = DEFAULT_BATCH_SIZE
 
-        Args:
-            model: A segmentation model mapping (N, H, W, C) floats in [0, 1] to
-                (N, H, W, 1) lesion probabilities.
-            card: Its model card (see :mod:`utils.inference.bundle`).
-            batch_size: Images per forward pass.
-            warm_up: Trace the compiled function now, so the first image is not slow.
+    def __init__(self, model: keras.Model, card: dict[str, Any], **options: Any) -> None:
+        """Compile ``model`` once (see :class:`BundlePredictor`) and read its post-processing.
 
         Raises:
             ModelError: The card is not a valid segmentation card.
             ConfigError: ``batch_size`` is not a positive integer.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}.")
-        self.card = validate_card(card, task="segmentation")
-        self.model = model
-        self.input_shape = card_input_shape(card)
-        self.postprocess = postprocess_config_from_card(card)
-        self.batch_size = batch_size
-        self._forward = compile_forward(model, self.input_shape)
-        if warm_up:
-            self._forward(np.zeros((1, *self.input_shape), dtype=np.float32))
-
-    @classmethod
-    def from_bundle(
-        cls,
-        name_or_path: str | Path,
-        *,
-        models_dir: Path | str = SAVED_MODELS_DIR,
-        **options: Any,
-    ) -> LesionSegmenter:
-        """Load a segmentation bundle by name or ``.keras`` path (see :func:`load_bundle`).
-
-        Args:
-            name_or_path: Bundle name in ``models_dir`` or a ``.keras`` path.
-            models_dir: Folder of the named bundles.
-            **options: ``batch_size`` and ``warm_up`` of the constructor.
-
-        Raises:
-            ModelError: The bundle is missing, invalid or not a segmentation model.
-        """
-        model, card = load_bundle(name_or_path, models_dir=models_dir, task="segmentation")
-        return cls(model, card, **options)
-
-    @classmethod
-    def default(cls, **options: Any) -> LesionSegmenter:
-        """The shipped ``ultrasound_segmenter`` bundle."""
-        return cls.from_bundle(DEFAULT_SEGMENTER_BUNDLE, **options)
+        super().__init__(model, card, **options)
+        self.postprocess = postprocess_config_from_card(self.card)
 
     @property
     def threshold(self) -> float:
