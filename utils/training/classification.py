@@ -73,9 +73,8 @@ from utils.training.callbacks import DeadlineStop, standard_callbacks
 from utils.training.common import (
     collect_cv_results,
     configure_precision,
-    fold_finished,
-    grouped_cv_folds,
     make_feeds,
+    run_grouped_cv,
     set_global_seed,
     write_json,
 )
@@ -569,10 +568,6 @@ def train_classifier(
 # ----------------------------------------------------------------------------- CV
 
 
-def _deadline_passed(config: ClassifierTrainConfig) -> bool:
-    return config.deadline is not None and time.time() >= config.deadline
-
-
 def cross_validate_classifier(
     arrays: TrainingArrays,
     config: ClassifierTrainConfig,
@@ -601,34 +596,26 @@ def cross_validate_classifier(
     check_classifier_config(config)
     _check_arrays(arrays, config)
     arrays = replace(arrays, masks=None)  # classification never reads them
-    folds = grouped_cv_folds(arrays, n_folds, config.seed)
-    for fold_index, (train_idx, val_idx) in enumerate(folds):
-        fold_dir = out_dir / f"fold_{fold_index}"
-        if only_folds is not None and fold_index not in only_folds:
-            continue
-        if fold_finished(fold_dir):
-            LOGGER.info("fold %d already finished; skipping", fold_index)
-            continue
-        if _deadline_passed(config):
-            LOGGER.warning("deadline passed; fold %d and later folds not run", fold_index)
-            break
-        LOGGER.info(
-            "fold %d/%d: %d train, %d val", fold_index + 1, n_folds, len(train_idx), len(val_idx)
-        )
-        trained = train_classifier(
-            arrays.subset(train_idx), arrays.subset(val_idx), config, fold_dir
-        )
-        fold_result = {
-            "fold": fold_index,
-            "n_train": len(train_idx),
-            "n_val": len(val_idx),
+
+    def train_fold(train: TrainingArrays, val: TrainingArrays, fold_dir: Path) -> dict[str, Any]:
+        trained = train_classifier(train, val, config, fold_dir)
+        return {
             "epochs_run": trained.epochs_run,
             "seconds": trained.seconds,
             "stopped_by_deadline": trained.stopped_by_deadline,
             "class_weights": trained.class_weights,
             **trained.validation,
         }
-        write_json(fold_dir / "metrics.json", fold_result)
+
+    run_grouped_cv(
+        arrays,
+        out_dir,
+        train_fold,
+        n_folds=n_folds,
+        seed=config.seed,
+        only_folds=only_folds,
+        deadline=config.deadline,
+    )
     return collect_classifier_cv_results(out_dir, config)
 
 

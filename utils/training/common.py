@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import numpy as np
 from utils.augment_config import AugmentConfig
 from utils.splits import grouped_stratified_kfold
 from utils.training.arrays import TrainingArrays
+
+LOGGER = logging.getLogger(__name__)
 
 
 def set_global_seed(seed: int) -> None:
@@ -143,3 +147,46 @@ def collect_cv_results(
     }
     write_json(out_dir / "cv.json", summary)
     return summary
+
+
+def run_grouped_cv(
+    arrays: TrainingArrays,
+    out_dir: Path,
+    train_fold: Callable[[TrainingArrays, TrainingArrays, Path], dict[str, Any]],
+    *,
+    n_folds: int,
+    seed: int,
+    only_folds: Sequence[int] | None = None,
+    deadline: float | None = None,
+) -> None:
+    """Run ``train_fold`` on every grouped fold and write ``fold_<k>/metrics.json``.
+
+    Finished folds (metrics present, not deadline-cut) are skipped, so a killed CV
+    resumes where it stopped; ``only_folds`` spreads folds over processes or machines.
+
+    Args:
+        arrays: All examples; groups are never split.
+        out_dir: Receives one ``fold_<k>/`` run folder per fold.
+        train_fold: ``(train, val, fold_dir) -> metrics`` of one fold.
+        n_folds: Number of folds.
+        seed: Seed of the fold assignment.
+        only_folds: Run just these fold indices.
+        deadline: ``time.time()`` after which no new fold starts.
+    """
+    folds = grouped_cv_folds(arrays, n_folds, seed)
+    for fold_index, (train_idx, val_idx) in enumerate(folds):
+        fold_dir = out_dir / f"fold_{fold_index}"
+        if only_folds is not None and fold_index not in only_folds:
+            continue
+        if fold_finished(fold_dir):
+            LOGGER.info("fold %d already finished; skipping", fold_index)
+            continue
+        if deadline is not None and time.time() >= deadline:
+            LOGGER.warning("deadline passed; fold %d and later folds not run", fold_index)
+            break
+        LOGGER.info(
+            "fold %d/%d: %d train, %d val", fold_index + 1, n_folds, len(train_idx), len(val_idx)
+        )
+        metrics = train_fold(arrays.subset(train_idx), arrays.subset(val_idx), fold_dir)
+        header = {"fold": fold_index, "n_train": len(train_idx), "n_val": len(val_idx)}
+        write_json(fold_dir / "metrics.json", {**header, **metrics})

@@ -23,12 +23,10 @@ from utils.training.callbacks import standard_callbacks
 from utils.training.common import (
     collect_cv_results,
     configure_precision,
-    fold_finished,
-    grouped_cv_folds,
     make_feeds,
     predict_in_batches,
+    run_grouped_cv,
     set_global_seed,
-    write_json,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -186,31 +184,26 @@ def cross_validate_segmenter(
     Returns:
         Per-fold validation reports and mean ± sd of the headline metrics.
     """
-    folds = grouped_cv_folds(arrays, n_folds, config.seed)
-    for fold_index, (train_idx, val_idx) in enumerate(folds):
-        fold_dir = out_dir / f"fold_{fold_index}"
-        if only_folds is not None and fold_index not in only_folds:
-            continue
-        if fold_finished(fold_dir):
-            LOGGER.info("fold %d already finished; skipping", fold_index)
-            continue
-        LOGGER.info(
-            "fold %d/%d: %d train, %d val", fold_index + 1, n_folds, len(train_idx), len(val_idx)
-        )
-        trained = train_segmenter(
-            arrays.subset(train_idx), arrays.subset(val_idx), config, fold_dir
-        )
-        fold_result = {
-            "fold": fold_index,
-            "n_train": len(train_idx),
-            "n_val": len(val_idx),
+
+    def train_fold(train: TrainingArrays, val: TrainingArrays, fold_dir: Path) -> dict[str, Any]:
+        trained = train_segmenter(train, val, config, fold_dir)
+        return {
             "threshold": trained.postprocess.threshold,
             "epochs_run": trained.epochs_run,
             "seconds": trained.seconds,
             "stopped_by_deadline": _deadline_passed(config.deadline),
             **trained.validation,
         }
-        write_json(fold_dir / "metrics.json", fold_result)
+
+    run_grouped_cv(
+        arrays,
+        out_dir,
+        train_fold,
+        n_folds=n_folds,
+        seed=config.seed,
+        only_folds=only_folds,
+        deadline=config.deadline,
+    )
     return collect_segmenter_cv_results(out_dir, config)
 
 
