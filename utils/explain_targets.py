@@ -33,6 +33,7 @@ __all__ = [
     "model_kind",
     "resolve_target_layer",
     "score_tensor",
+    "scores_are_logits",
 ]
 
 #: The target of a segmenter's CAM: the predicted lesion area.
@@ -190,15 +191,26 @@ def check_target(model: keras.Model, target: object) -> CamTarget:
     return int(target)
 
 
+def _logits_output(model: keras.Model) -> keras.KerasTensor | None:
+    """A classifier's ``logits`` layer output, or None (segmenter, or no such layer)."""
+    if model_kind(model) != "classifier":
+        return None
+    try:
+        return model.get_layer(LOGITS_LAYER).output
+    except ValueError:  # Not built by utils.models.classification.
+        return None
+
+
+def scores_are_logits(model: keras.Model) -> bool:
+    """Whether :func:`score_tensor` gives logits (a classifier with a ``logits`` layer)."""
+    return _logits_output(model) is not None
+
+
 def score_tensor(model: keras.Model) -> keras.KerasTensor:
     """The symbolic tensor a CAM's score is read from.
 
     Classifiers: the ``logits`` layer's output when present (pre-softmax), else the
     model output. Segmenters: the model output (the lesion probabilities).
     """
-    if model_kind(model) == "classifier":
-        try:
-            return model.get_layer(LOGITS_LAYER).output
-        except ValueError:  # Not built by utils.models.classification.
-            return model.outputs[0]
-    return model.outputs[0]
+    logits = _logits_output(model)
+    return model.outputs[0] if logits is None else logits
