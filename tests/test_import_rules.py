@@ -64,3 +64,10 @@ def test_helpers_never_import_pages_or_app(path: Path) -> None:
 @pytest.mark.parametrize("path", BACKEND_AGNOSTIC, ids=lambda p: str(p.relative_to(ROOT)))
 def test_training_core_imports_without_tensorflow(path: Path) -> None:
     assert not _top_level_imports(path) & TF_ONLY_MODULES
+
+
+@pytest.mark.parametrize(
+    "path", [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))], ids=lambda p: p.name
+)
+def test_app_and_pages_only_reach_utils_through_helpers(path: Path) -> None:
+    assert "utils" not in _all_imports(path)

@@ -1,0 +1,235 @@
+"""Analyse page: segment, measure, classify and explain one breast-ultrasound image.
+
+Layout only; loading, analysis and display preparation live in ``helpers``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from helpers.analysis import (
+    CAM_METHODS,
+    SUPPORTED_FORMATS,
+    AnalysisSettings,
+    InputImage,
+    TumorLensError,
+    cam_overlay,
+    display_image,
+    example_choices,
+    image_digest,
+    mask_overlay,
+    measurement_rows,
+    probability_figure,
+    reference_dice,
+    resolve_pixel_spacing,
+    timing_rows,
+)
+from helpers.home import DISCLAIMER
+from helpers.models import (
+    available_dataset_choices,
+    cached_analysis,
+    load_choice_cached,
+    load_classifier,
+    load_classifier_explainer,
+    load_segmenter,
+    load_segmenter_explainer,
+    load_upload_cached,
+)
+
+st.set_page_config(page_title="Analyse · TumorLens", page_icon="🔬", layout="wide")
+st.title("Analyse an ultrasound image")
+st.warning(DISCLAIMER)
+
+try:
+    segmenter = load_segmenter()
+    segmenter_explainer = load_segmenter_explainer()
+    classifier = load_classifier()
+    classifier_explainer = load_classifier_explainer() if classifier is not None else None
+except TumorLensError as error:
+    st.error(str(error))
+    st.stop()
+
+# ----------------------------------------------------------------------------- input
+
+sources = {"example": "Built-in example", "upload": "Upload"}
+datasets = available_dataset_choices()
+if datasets:
+    sources["dataset"] = "Dataset image"
+source = st.radio("Image source", list(sources), format_func=sources.__getitem__, horizontal=True)
+
+picked: InputImage | None = None
+try:
+    if source == "upload":
+        upload = st.file_uploader(
+            "Ultrasound image (PNG, JPEG, TIFF, BMP or single-frame DICOM)",
+            type=list(SUPPORTED_FORMATS),
+            help="The file name is not kept, and DICOM tags other than the pixel spacing "
+            "are not read into the analysis.",
+        )
+        if upload is not None:
+            picked = InputImage(image=load_upload_cached(upload.getvalue()))
+    else:
+        choices = example_choices() if source == "example" else datasets
+        choice = st.selectbox(
+            "Image", choices, format_func=lambda option: option.title, key=f"choice_{source}"
+        )
+        picked = load_choice_cached(choice)
+except TumorLensError as error:
+    st.error(str(error))
+
+if picked is None:
+    st.info("Choose a built-in example or upload an image to analyse it.")
+    st.stop()
+
+# ----------------------------------------------------------------------------- settings
+
+with st.sidebar:
+    st.header("Segmentation")
+    threshold = st.slider(
+        "Segmentation threshold",
+        min_value=0.05,
+        max_value=0.95,
+        value=round(float(segmenter.threshold), 2),
+        step=0.05,
+        help="Lesion probability above which a pixel is lesion. Default: the model card's.",
+    )
+    entered_spacing = st.number_input(
+        "Pixel spacing (mm per pixel)",
+        min_value=0.0,
+        max_value=5.0,
+        value=0.0,
+        step=0.01,
+        format="%.3f",
+        help="0 uses the DICOM spacing or the example's; with neither, sizes are in pixels.",
+    )
+    st.header("Explanation")
+    cam_method = st.selectbox(
+        "CAM method",
+        CAM_METHODS,
+        help="Score-CAM needs no gradients but runs about a hundred forward passes "
+        "(tens of seconds on a CPU).",
+    )
+    segmenter_layer = st.selectbox(
+        "Segmenter CAM layer",
+        segmenter_explainer.target_layers,
+        index=segmenter_explainer.target_layers.index(segmenter_explainer.default_layer),
+        help="Default: the bottleneck, the most semantic feature map.",
+    )
+    classifier_layer = target_class = None
+    if classifier is not None and classifier_explainer is not None:
+        classifier_layer = st.selectbox(
+            "Classifier CAM layer",
+            classifier_explainer.target_layers,
+            index=classifier_explainer.target_layers.index(classifier_explainer.default_layer),
+            help="Default: the last convolutional feature map.",
+        )
+        target_class = st.selectbox(
+            "Classifier CAM target class",
+            [None, *range(len(classifier.class_names))],
+            format_func=lambda index: (
+                "Predicted class" if index is None else classifier.class_names[index]
+            ),
+        )
+    st.header("Display")
+    enhance = st.toggle("CLAHE contrast (display only)", help="The analysis uses the original.")
+
+image = picked.image
+spacing, spacing_note = resolve_pixel_spacing(entered_spacing, image, picked.pixel_spacing_mm)
+settings = AnalysisSettings(
+    threshold=threshold,
+    pixel_spacing_mm=spacing,
+    cam_method=cam_method,
+    segmenter_layer=segmenter_layer,
+    classifier_layer=classifier_layer,
+    target_class=target_class,
+)
+try:
+    result = cached_analysis(
+        image_digest(image), image, settings, with_classifier=classifier is not None
+    )
+except TumorLensError as error:
+    st.error(str(error))
+    st.stop()
+
+# ----------------------------------------------------------------------------- results
+
+base = display_image(image, enhance=enhance)
+col_image, col_mask, col_classifier_cam, col_segmenter_cam = st.columns(4)
+with col_image:
+    st.image(base, caption="Original (CLAHE)" if enhance else "Original", width="stretch")
+    if picked.label:
+        st.caption(f"Reference label: **{picked.label}**. {picked.description}")
+with col_mask:
+    opacity = st.slider("Mask opacity", 0.0, 1.0, 0.4, 0.05)
+    st.image(
+        mask_overlay(base, result.segmentation.mask, opacity),
+        caption=f"Lesion mask (threshold {result.segmentation.threshold:.2f})",
+        width="stretch",
+    )
+    dice = reference_dice(result, picked.reference_mask)
+    if dice is not None:
+        st.caption(f"Dice with the reference mask: {dice:.2f}")
+with col_classifier_cam:
+    if result.classifier_cam is not None:
+        st.image(
+            cam_overlay(base, result.classifier_cam),
+            caption=f"Classifier {cam_method}: {result.classifier_cam_class}",
+            width="stretch",
+        )
+    else:
+        st.info(
+            "No classifier is installed yet, so there is no classification and no "
+            "classifier Grad-CAM. Segmentation, measurements and the segmenter's CAM "
+            "are shown."
+        )
+with col_segmenter_cam:
+    st.image(
+        cam_overlay(base, result.segmenter_cam),
+        caption=f"Segmenter {cam_method}: predicted lesion area",
+        width="stretch",
+    )
+
+col_classification, col_measurements = st.columns([2, 3])
+with col_classification:
+    st.subheader("Classification")
+    classification = result.classification
+    if classification is None:
+        st.info(
+            "No classifier is installed yet: class probabilities and the referral flag "
+            "appear here once a classifier bundle is in saved_models/."
+        )
+    else:
+        st.markdown(
+            f"**Predicted: {classification.predicted_class}** "
+            f"({classification.confidence:.0%}, calibrated probability)"
+        )
+        st.plotly_chart(
+            probability_figure(classification), width="stretch", config={"displayModeBar": False}
+        )
+        if classification.uncertainty is not None:
+            st.metric(
+                "Uncertainty (normalised entropy of test-time augmentation)",
+                f"{classification.uncertainty:.2f}",
+            )
+        if classification.refer:
+            st.warning("Refer to a human reader: the classifier is unsure about this image.")
+        else:
+            st.success("No referral flag; the image still needs a reader's review.")
+with col_measurements:
+    st.subheader("Lesion measurements")
+    st.caption(f"Pixel spacing: {spacing_note}.")
+    rows = measurement_rows(result.segmentation)
+    if rows is None:
+        st.info(
+            f"No lesion found at threshold {result.segmentation.threshold:.2f}: nothing to "
+            "measure. Lower the threshold to see weaker detections."
+        )
+    else:
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+with st.expander("Timings"):
+    st.table(timing_rows(result.timings))
+    st.caption(
+        "Seconds per step of this analysis; results are cached, so changing only "
+        "the display (opacity, CLAHE) does not recompute them."
+    )

@@ -1,0 +1,204 @@
+"""AppTest tests of the Analyse page (``pages/1_Analyse.py``).
+
+AppTest 1.67 drives ``st.file_uploader`` (``set_value((name, bytes, mime))``), so uploads
+are tested through the real widget, with no test seam in the page. The first test pays
+for loading the segmenter (cached per process by ``st.cache_resource``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import helpers.models
+from helpers.analysis import ANALYSE_MAX_PIXELS, inference_count
+from tests.utils.inference.test_bundle import save_classifier_bundle, write_busi_folder
+from tests.utils.test_image_io import PATIENT_ID, PATIENT_NAME, make_dicom
+from utils.explain import CamExplainer
+from utils.inference.classifier import LesionClassifier
+from utils.phantoms import generate_phantom
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+APP_PATH = str(ROOT / "app.py")
+PAGE_PATH = str(ROOT / "pages" / "1_Analyse.py")
+TIMEOUT = 120
+NO_CLASSIFIER = "No classifier is installed yet"
+HUGE_SIDE = int(ANALYSE_MAX_PIXELS**0.5) + 100  # just over the page's pixel limit
+
+
+@pytest.fixture(scope="module")
+def phantom_image() -> np.ndarray:
+    return generate_phantom("malignant_irregular", size=(240, 300), seed=5).image
+
+
+def _page() -> AppTest:
+    return AppTest.from_file(PAGE_PATH, default_timeout=TIMEOUT)
+
+
+def _upload(data: bytes, name: str) -> AppTest:
+    app = _page().run()
+    app.radio[0].set_value("upload").run()
+    app.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
+    return app
+
+
+def _widget(widgets, label: str):
+    return next(widget for widget in widgets if widget.label == label)
+
+
+def _texts(app: AppTest) -> str:
+    """Every piece of text the page shows, for searching."""
+    parts = [
+        element.value
+        for kind in ("markdown", "caption", "info", "error")
+        for element in getattr(app, kind)
+    ]
+    parts += [str(table.value) for table in app.dataframe]
+    return "\n".join(str(part) for part in parts)
+
+
+# ----------------------------------------------------------------------------- happy path
+
+
+def test_built_in_example_shows_every_panel_via_the_navigation() -> None:
+    app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT).run()
+    app.switch_page("pages/1_Analyse.py").run()
+    assert not app.exception
+    assert not app.error
+    assert app.title[0].value == "Analyse an ultrasound image"
+    assert any("not a diagnosis" in warning.value for warning in app.warning)
+    # Four panels: original, mask overlay, segmenter CAM, and the classifier placeholder.
+    assert len(app.image) == 3
+    assert any(NO_CLASSIFIER in info.value for info in app.info)
+    measurements = app.dataframe[0].value
+    assert measurements["name"].iloc[0] == "Area"
+    assert measurements["unit"].iloc[0] == "mm²"  # the examples' spacing is known
+    assert "Total" in app.table[0].value.to_string()  # the timings expander
+
+
+def test_only_the_steps_a_widget_affects_are_recomputed() -> None:
+    app = _page().run()
+    runs = inference_count()
+    _widget(app.slider, "Mask opacity").set_value(0.9).run()
+    app.toggle[0].set_value(True).run()
+    assert not app.exception
+    assert inference_count() == runs  # display only: nothing recomputed
+    assert app.image[0].proto.imgs[0].caption == "Original (CLAHE)"
+    _widget(app.slider, "Segmentation threshold").set_value(0.65).run()
+    assert inference_count() == runs + 1  # the segmentation, not the CAM
+    _widget(app.selectbox, "CAM method").set_value("gradcam++").run()
+    assert inference_count() == runs + 2  # the CAM, not the segmentation
+    assert not app.exception and not app.error
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+def _png(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "make_bytes", "message"),
+    [
+        ("truncated.png", lambda image: _png(image)[:200], "damaged or incomplete PNG"),
+        ("notes.png", lambda image: b"Patient history: none.\n" * 20, "not a supported image"),
+        ("empty.png", lambda image: b"", "is empty"),
+        (
+            "huge.png",
+            lambda image: _png(np.zeros((HUGE_SIDE, HUGE_SIDE), np.uint8)),
+            "million pixels",
+        ),
+    ],
+    ids=["corrupt", "not-an-image", "empty", "huge"],
+)
+def test_bad_uploads_show_an_error_and_the_page_keeps_working(
+    phantom_image: np.ndarray, name: str, make_bytes, message: str
+) -> None:
+    app = _upload(make_bytes(phantom_image), name)
+    assert not app.exception
+    assert len(app.error) == 1
+    assert message in app.error[0].value
+    assert not app.image
+    # Still usable: back to an example, the analysis shows again.
+    app.radio[0].set_value("example").run()
+    assert not app.exception and not app.error and len(app.image) == 3
+
+
+def test_16_bit_tiff_upload_is_analysed_in_pixels(phantom_image: np.ndarray) -> None:
+    sixteen_bit = phantom_image.astype(np.uint16) * 257
+    app = _upload(cv2.imencode(".tiff", sixteen_bit)[1].tobytes(), "scan.tiff")
+    assert not app.exception and not app.error
+    assert len(app.image) == 3
+    assert "measurements are in pixels" in _texts(app)
+    assert app.dataframe[0].value["unit"].iloc[0] == "px²"
+
+
+def test_dicom_upload_measures_in_mm_and_shows_no_patient_identifier(
+    phantom_image: np.ndarray,
+) -> None:
+    app = _upload(make_dicom(phantom_image, PixelSpacing=[0.1, 0.1]), "study.dcm")
+    assert not app.exception and not app.error
+    texts = _texts(app)
+    assert "from the DICOM header" in texts
+    assert PATIENT_NAME not in texts and PATIENT_ID not in texts
+    assert app.dataframe[0].value["unit"].iloc[0] == "mm²"
+
+
+# ----------------------------------------------------------------------------- classifier
+
+
+@pytest.fixture
+def tiny_classifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LesionClassifier]:
+    """Pretend a classifier is installed: a tiny random one, through the page's loaders."""
+    classifier = LesionClassifier.from_bundle(save_classifier_bundle(tmp_path))
+    explainer = CamExplainer(classifier.model)
+    monkeypatch.setattr(helpers.models, "load_classifier", lambda: classifier)
+    monkeypatch.setattr(helpers.models, "load_classifier_explainer", lambda: explainer)
+    yield classifier
+    helpers.models.clear_analysis_caches()  # drop the tiny model's outputs
+
+
+def test_with_a_classifier_the_page_shows_probabilities_and_its_cam(
+    tiny_classifier: LesionClassifier,
+) -> None:
+    app = _page().run()
+    assert not app.exception and not app.error
+    assert len(app.image) == 4
+    assert not any(NO_CLASSIFIER in info.value for info in app.info)
+    assert app.get("plotly_chart")
+    assert "Uncertainty" in app.metric[0].label
+    target = _widget(app.selectbox, "Classifier CAM target class")
+    target.set_value(2).run()
+    assert not app.exception
+    assert app.image[2].proto.imgs[0].caption.endswith(tiny_classifier.class_names[2])
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def test_dataset_images_are_offered_when_a_datasets_folder_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_busi_folder(tmp_path / "busi")
+    monkeypatch.setenv("TUMORLENS_DATA_DIR", str(tmp_path))
+    app = _page().run()
+    app.radio[0].set_value("dataset").run()
+    assert not app.exception and not app.error
+    assert len(app.image) == 3
+    captions = [caption.value for caption in app.caption]
+    assert any("Reference label: **benign**" in caption for caption in captions)
+    assert any("Dice with the reference mask" in caption for caption in captions)
+
+
+def test_no_dataset_source_without_a_datasets_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUMORLENS_DATA_DIR", str(tmp_path / "nowhere"))
+    app = _page().run()
+    assert app.radio[0].options == ["Built-in example", "Upload"]
