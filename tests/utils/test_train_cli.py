@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
 import pytest
 
+from tests.crash import CrashAt
 from utils.train import main
 from utils.training import classification
 
@@ -68,21 +68,6 @@ def tiny_arrays_path(tmp_path: Path) -> Path:
 # ----------------------------------------------------------------------------- classify
 
 
-class _CrashAt(keras.callbacks.Callback):
-    """Simulates a kill in the middle of an epoch."""
-
-    def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__()
-        self.epoch, self.batch, self._current = epoch, batch, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._current == self.epoch and batch == self.batch:
-            raise KeyboardInterrupt("killed mid-epoch")
-
-
 def test_classify_killed_mid_epoch_resumes_with_the_same_command(
     tiny_arrays_path: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -108,7 +93,7 @@ def test_classify_killed_mid_epoch_resumes_with_the_same_command(
     monkeypatch.setattr(
         classification,
         "standard_callbacks",
-        lambda *args, **kwargs: [*original(*args, **kwargs), _CrashAt(1, 1)],
+        lambda *args, **kwargs: [*original(*args, **kwargs), CrashAt(1, 1)],
     )
     with pytest.raises(KeyboardInterrupt):
         main(command)

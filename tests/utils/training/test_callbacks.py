@@ -8,22 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.crash import CrashAt
 from utils.training.callbacks import DeadlineStop, standard_callbacks
-
-
-class _CrashAt(keras.callbacks.Callback):
-    """Simulates a kill in the middle of an epoch."""
-
-    def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__()
-        self.epoch, self.batch, self._current = epoch, batch, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._current == self.epoch and batch == self.batch:
-            raise KeyboardInterrupt("killed mid-epoch")
 
 
 def _model() -> keras.Model:
@@ -41,7 +27,7 @@ def test_run_killed_mid_epoch_resumes_from_backup(tmp_path: Path) -> None:
     model = _model()
     callbacks = standard_callbacks(tmp_path, monitor=None, backup_every_steps=2)
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, batch_size=4, epochs=5, verbose=0, callbacks=[*callbacks, _CrashAt(2, 5)])
+        model.fit(x, y, batch_size=4, epochs=5, verbose=0, callbacks=[*callbacks, CrashAt(2, 5)])
     state = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())
     assert state["epoch"] == 2  # two full epochs done, the third was interrupted
     saved = (tmp_path / "backup" / "latest.weights.h5").stat().st_mtime
