@@ -60,6 +60,7 @@ __all__ = [
     "InputImage",
     "Step",
     "TumorLensError",
+    "add_classification",
     "analyse_ultrasound",
     "assemble_result",
     "cam_overlay",
@@ -551,6 +552,33 @@ def assemble_result(
     )
 
 
+def add_classification(
+    image: LoadedImage,
+    segmentation: Step[SegmentationResult],
+    segmenter_cam: Step[np.ndarray],
+    classifier: LesionClassifier,
+    settings: AnalysisSettings,
+    *,
+    classify: Callable[[], Step[ClassificationResult]],
+    explain_class: Callable[[int], Step[np.ndarray]],
+) -> AnalysisResult:
+    """Classify, pick the CAM's class, explain it and assemble the whole result.
+
+    ``classify`` and ``explain_class`` run the steps (directly, or through the page's
+    caches), so the order of the steps is written once.
+    """
+    classification = classify()
+    target = cam_target(classifier, classification.value, settings.target_class)
+    return assemble_result(
+        image,
+        segmentation,
+        segmenter_cam,
+        classification,
+        explain_class(target),
+        classifier.class_names[target],
+    )
+
+
 def analyse_ultrasound(
     image: LoadedImage,
     settings: AnalysisSettings,
@@ -590,23 +618,21 @@ def analyse_ultrasound(
     )
     if classifier is None:
         return assemble_result(image, segmentation, segmenter_cam)
-    classification = classification_step(image, classifier)
-    target = cam_target(classifier, classification.value, settings.target_class)
-    classifier_cam = classifier_cam_step(
-        image,
-        classifier,
-        classifier_explainer or explainer_for(classifier.model),
-        settings.cam_method,
-        settings.classifier_layer,
-        target,
-    )
-    return assemble_result(
+    return add_classification(
         image,
         segmentation,
         segmenter_cam,
-        classification,
-        classifier_cam,
-        classifier.class_names[target],
+        classifier,
+        settings,
+        classify=lambda: classification_step(image, classifier),
+        explain_class=lambda target: classifier_cam_step(
+            image,
+            classifier,
+            classifier_explainer or explainer_for(classifier.model),
+            settings.cam_method,
+            settings.classifier_layer,
+            target,
+        ),
     )
 
 

@@ -24,8 +24,8 @@ from helpers.analysis import (
     InputImage,
     PixelSpacing,
     Step,
+    add_classification,
     assemble_result,
-    cam_target,
     classification_step,
     classifier_cam_step,
     dataset_choices,
@@ -173,18 +173,21 @@ def cached_analysis(
     if classifier is None:
         return assemble_result(image, segmentation, segmenter_cam)
     classifier_key = _model_key(classifier)
-    classification = _classification(classifier_key, image_digest, image)
-    target = cam_target(classifier, classification.value, settings.target_class)
-    classifier_cam = _classifier_cam(
-        classifier_key, image_digest, image, settings.cam_method, settings.classifier_layer, target
-    )
-    return assemble_result(
+    return add_classification(
         image,
         segmentation,
         segmenter_cam,
-        classification,
-        classifier_cam,
-        classifier.class_names[target],
+        classifier,
+        settings,
+        classify=lambda: _classification(classifier_key, image_digest, image),
+        explain_class=lambda target: _classifier_cam(
+            classifier_key,
+            image_digest,
+            image,
+            settings.cam_method,
+            settings.classifier_layer,
+            target,
+        ),
     )
 
 
