@@ -1,4 +1,4 @@
-r"""Training CLI: ``python -m utils.train {segment,classify} --data DIR [--data DIR ...]``.
+r"""Training CLI: ``python -m utils.train {segment,classify,baseline} --data DIR [...]``.
 
 A thin adapter over :mod:`utils.training`: it parses options, loads the data once
 (cached as ``.npz``), runs grouped k-fold cross-validation and/or trains the final
@@ -35,13 +35,19 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("tumorlens.train")
 
 
-def _add_common_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", action="append", type=Path, help="dataset folder (repeatable)")
     source.add_argument(
         "--arrays", type=Path, help="pre-decoded .npz cache (utils.training.arrays)"
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(".devdata"))
+    parser.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    _add_data_options(parser)
     parser.add_argument("--arch", help="architecture name (see the model registry)")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
@@ -65,8 +71,6 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop at the first epoch end after this many minutes (lent machines)",
     )
-    parser.add_argument("--cache-dir", type=Path, default=Path(".devdata"))
-    parser.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="evaluate the refer-to-a-human rule with test-time augmentation (default: on)",
     )
+    baseline = tasks.add_parser(
+        "baseline", help="pixel baselines (logistic regression, random forest) under grouped CV"
+    )
+    _add_data_options(baseline)
+    baseline.add_argument(
+        "--model", default="logistic_regression", help="logistic_regression | random_forest"
+    )
+    baseline.add_argument("--pixels", type=int, default=32, help="images are shrunk to this side")
+    baseline.add_argument("--folds", type=int, default=5, help="grouped k-fold CV")
+    baseline.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -242,6 +256,22 @@ def run_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_baseline(args: argparse.Namespace) -> int:
+    """Grouped k-fold CV of a pixel baseline on the same folds as the CNNs."""
+    from utils.training.baselines import (
+        BaselineConfig,
+        check_baseline_config,
+        cross_validate_baseline,
+    )
+
+    config = BaselineConfig(model=args.model, pixels=args.pixels, seed=args.seed)
+    check_baseline_config(config)
+    arrays = _load_arrays(args, image_size=128, channels=1, with_masks=False)
+    summary = cross_validate_baseline(arrays, config, args.out, n_folds=args.folds)
+    LOGGER.info("CV summary: %s", summary["summary"])
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 on bad input)."""
     args = build_parser().parse_args(argv)
@@ -251,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_segment(args)
         if args.task == "classify":
             return run_classify(args)
+        if args.task == "baseline":
+            return run_baseline(args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
