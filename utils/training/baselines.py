@@ -22,7 +22,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from utils.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from utils.calibration import (
+    cross_fitted_probabilities,
+    expected_calibration_error,
+    fit_temperature,
+)
 from utils.errors import ConfigError
 from utils.evaluation.classification import classification_report
 from utils.labels import ULTRASOUND_CLASSES, encode_labels
@@ -126,7 +130,9 @@ def train_and_evaluate_baseline(
     logits = _log_probabilities(raw)
     temperature = fit_temperature(logits, labels)
     report = classification_report(
-        apply_temperature(logits, temperature), labels, config.class_names
+        cross_fitted_probabilities(logits, labels, val.groups, seed=config.seed),
+        labels,
+        config.class_names,
     )
     report["ece_before"] = expected_calibration_error(raw, labels)
     report["temperature"] = temperature

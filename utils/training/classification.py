@@ -52,6 +52,7 @@ from utils.calibration import (
     REFER_MAX_ENTROPY,
     REFER_MIN_CONFIDENCE,
     apply_temperature,
+    cross_fitted_probabilities,
     expected_calibration_error,
     fit_temperature,
     should_refer,
@@ -90,6 +91,7 @@ CV_SUMMARY_KEYS = (
     "auc_malignant",
     "ece",
     "ece_before",
+    "ece_in_sample",
     "temperature",
     "tta_accuracy",
     "referral_rate",
@@ -369,7 +371,10 @@ def calibrate_and_evaluate(
 
     Returns:
         The temperature and the report: :func:`classification_report` of the
-        temperature-scaled probabilities (without per-image rows), ``ece_before`` (ECE
+        probabilities temperature-scaled by cross-fitting over two group halves of
+        ``val`` (:func:`utils.calibration.cross_fitted_probabilities`, so ``ece`` is
+        held out), ``ece_in_sample`` (ECE with the temperature fitted on all of
+        ``val``), ``ece_before`` (ECE
         of the raw softmax), ``temperature`` and, with ``evaluate_tta``, the
         :func:`referral_report` keys.
     """
@@ -378,10 +383,16 @@ def calibrate_and_evaluate(
     logits_of = logit_function(model, config.input_shape, config.batch_size)
     logits = logits_of(images)
     temperature = fit_temperature(logits, labels)
+    # Metrics use cross-fitted temperatures: the fold never calibrates itself.
     report = classification_report(
-        apply_temperature(logits, temperature), labels, config.class_names
+        cross_fitted_probabilities(logits, labels, val.groups, seed=config.seed),
+        labels,
+        config.class_names,
     )
     report["ece_before"] = expected_calibration_error(apply_temperature(logits, 1.0), labels)
+    report["ece_in_sample"] = expected_calibration_error(
+        apply_temperature(logits, temperature), labels
+    )
     report["temperature"] = temperature
     if config.evaluate_tta:
         report.update(
