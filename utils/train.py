@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from utils.errors import TumorLensError
+from utils.errors import ConfigError, TumorLensError
 
 if TYPE_CHECKING:
     from utils.training.arrays import TrainingArrays
@@ -123,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--pixels", type=int, default=32, help="images are shrunk to this side")
     baseline.add_argument("--folds", type=int, default=5, help="grouped k-fold CV")
     baseline.add_argument("--seed", type=int, default=0)
+    ship = tasks.add_parser(
+        "ship-classifier",
+        help="write a finished classify run (CV + --final) to saved_models/ with its card",
+    )
+    _add_data_options(ship)
+    ship.add_argument("--name", default="ultrasound_classifier", help="bundle name")
+    ship.add_argument("--models-dir", type=Path, default=None, help="default: saved_models/")
+    ship.add_argument(
+        "--card-extra", type=Path, default=None, help="JSON of further card fields (limitations...)"
+    )
     return parser
 
 
@@ -272,6 +282,41 @@ def run_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ship_classifier(args: argparse.Namespace) -> int:
+    """Ship the run in ``--out``: out-of-fold CV plots and metrics, then the bundle.
+
+    The data options must name the same data as the run (it is re-read in the same
+    order, at the run's image size, to rebuild the folds).
+    """
+    import json
+
+    from utils.paths import SAVED_MODELS_DIR
+    from utils.training.classification import ClassifierTrainConfig
+    from utils.training.classifier_card import ship_classifier
+
+    cv_path = args.out / "cv.json"
+    if not cv_path.exists():
+        raise ConfigError(f"{cv_path} is missing: --out must be a finished classify run.")
+    saved = json.loads(cv_path.read_text())["config"]
+    known = set(ClassifierTrainConfig.__dataclass_fields__) - {"augment", "deadline"}
+    fields = {name: value for name, value in saved.items() if name in known}
+    config = ClassifierTrainConfig(**fields)
+    arrays = _load_arrays(
+        args, image_size=config.image_size, channels=config.channels, with_masks=False
+    )
+    extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
+    path = ship_classifier(
+        args.out,
+        arrays,
+        config,
+        name=args.name,
+        models_dir=args.models_dir or SAVED_MODELS_DIR,
+        **extra,
+    )
+    LOGGER.info("wrote %s", path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 on bad input)."""
     args = build_parser().parse_args(argv)
@@ -283,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_classify(args)
         if args.task == "baseline":
             return run_baseline(args)
+        if args.task == "ship-classifier":
+            return run_ship_classifier(args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

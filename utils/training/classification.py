@@ -282,7 +282,8 @@ def _class_weights(
     return weights, {config.class_names[index]: weight for index, weight in weights.items()}
 
 
-def _build_architecture(config: ClassifierTrainConfig, weights: str | None) -> keras.Model:
+def build_architecture(config: ClassifierTrainConfig, weights: str | None) -> keras.Model:
+    """The configured classifier, built with ``weights`` (None: random initialisation)."""
     return build_classifier(
         config.arch,
         input_shape=config.input_shape,
@@ -553,7 +554,7 @@ def train_classifier(
         augment_config=config.augment,
     )
     configure_precision(config.mixed_precision)
-    model = _build_architecture(config, config.weights)
+    model = build_architecture(config, config.weights)
     started = time.perf_counter()
     epochs_run, deadline_hit = _fit_all_phases(
         model,
@@ -677,7 +678,7 @@ def train_final_classifier(
         augment_config=config.augment,
     )
     configure_precision(config.mixed_precision)
-    model = _build_architecture(config, config.weights)
+    model = build_architecture(config, config.weights)
     epochs_run, deadline_hit = _fit_all_phases(
         model,
         config,
@@ -712,7 +713,7 @@ def export_classifier(model: keras.Model, config: ClassifierTrainConfig) -> kera
     ``weights`` so exporting never downloads ImageNet weights again.
     """
     configure_precision(False)
-    exported = _build_architecture(config, None)
+    exported = build_architecture(config, None)
     exported.set_weights(model.get_weights())
     return exported
 
