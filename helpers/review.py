@@ -42,6 +42,7 @@ from utils.review import (
 
 __all__ = [
     "BIRADS_CATEGORIES",
+    "CANVAS_MAX_HEIGHT",
     "CANVAS_MAX_WIDTH",
     "MASK_UPLOAD_TYPES",
     "REVIEW_CLASSES",
@@ -69,6 +70,7 @@ __all__ = [
 
 #: Widest the drawing canvas is shown (px); its height follows the image's aspect ratio.
 CANVAS_MAX_WIDTH: Final = 560
+CANVAS_MAX_HEIGHT: Final = 640
 #: Mask file types the upload accepts.
 MASK_UPLOAD_TYPES: Final = ("png", "tif", "tiff", "bmp")
 
@@ -159,11 +161,18 @@ def ai_snapshot(
 # ----------------------------------------------------------------------------- masks
 
 
-def canvas_size(image_shape: tuple[int, int], max_width: int = CANVAS_MAX_WIDTH) -> tuple[int, int]:
-    """(width, height) of a drawing canvas with the image's aspect ratio, at most ``max_width``."""
+def canvas_size(
+    image_shape: tuple[int, int],
+    max_width: int = CANVAS_MAX_WIDTH,
+    max_height: int = CANVAS_MAX_HEIGHT,
+) -> tuple[int, int]:
+    """(width, height) of a drawing canvas with the image's aspect ratio, as large as fits.
+
+    Small images are enlarged too, so that a lesion is big enough to outline.
+    """
     height, width = image_shape
-    shown_width = min(max_width, width)
-    return shown_width, max(1, round(height * shown_width / width))
+    scale = min(max_width / width, max_height / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def canvas_background(display: np.ndarray) -> bytes:
