@@ -158,14 +158,20 @@ agree = st.radio(
     key=f"agree:{suffix}",
 )
 col_class, col_birads = st.columns(2)
-default_class = shown.reviewer_class if shown else snapshot.predicted_class or REVIEW_CLASSES[0]
+# A new review starts with no class and no category chosen, so that nothing is saved
+# that the reviewer did not pick (and the AI's class does not anchor theirs).
 reviewer_class = col_class.selectbox(
-    "Your class", REVIEW_CLASSES, index=REVIEW_CLASSES.index(default_class), key=f"class:{suffix}"
+    "Your class",
+    REVIEW_CLASSES,
+    index=REVIEW_CLASSES.index(shown.reviewer_class) if shown else None,
+    placeholder="Choose a class",
+    key=f"class:{suffix}",
 )
 birads = col_birads.selectbox(
     "BI-RADS category",
     BIRADS_CATEGORIES,
-    index=BIRADS_CATEGORIES.index(shown.birads) if shown else 0,
+    index=BIRADS_CATEGORIES.index(shown.birads) if shown else None,
+    placeholder="Choose a category",
     key=f"birads:{suffix}",
 )
 comment = st.text_area(

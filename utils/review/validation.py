@@ -154,6 +154,10 @@ def normalise_birads(value: object) -> str:
     Raises:
         ConfigError: Not one of :data:`BIRADS_CATEGORIES`.
     """
+    if value is None:
+        raise ConfigError(
+            f"No BI-RADS category was chosen; choose one of {', '.join(BIRADS_CATEGORIES)}."
+        )
     is_int = isinstance(value, int | np.integer) and not isinstance(value, bool)
     text = str(int(value)) if is_int else value.strip().upper() if isinstance(value, str) else None
     if text not in BIRADS_CATEGORIES:
@@ -169,6 +173,8 @@ def check_class(value: object) -> str:
     Raises:
         ConfigError: Any other value.
     """
+    if value is None:
+        raise ConfigError(f"No class was chosen; choose one of {', '.join(REVIEW_CLASSES)}.")
     if value not in REVIEW_CLASSES:
         raise ConfigError(
             f"The class {value!r} is not valid; allowed: {', '.join(REVIEW_CLASSES)}."
