@@ -14,10 +14,9 @@ Any SQLAlchemy URL works; the default is a SQLite file outside the repository
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -28,6 +27,7 @@ from utils.paths import default_review_db_url
 from utils.review.masks import check_mask, encode_mask_png
 from utils.review.records import AuditEntry, Review, comparable_fields, diff_fields
 from utils.review.schema import AuditRow, Base, ReviewRow, utc_now
+from utils.review.sqlite import DEFAULT_BUSY_TIMEOUT_S, prepare_sqlite
 from utils.review.validation import (
     MAX_CASE_ID_CHARS,
     MAX_CASE_LABEL_CHARS,
@@ -40,9 +40,6 @@ from utils.review.validation import (
     clean_text,
     normalise_birads,
 )
-
-#: How long a SQLite writer waits for another writer's lock before giving up.
-DEFAULT_BUSY_TIMEOUT_S = 30.0
 
 
 def review_values(review: ReviewInput) -> dict[str, Any]:
@@ -100,7 +97,7 @@ class ReviewStore:
             ) from error
         self.display_url = parsed.render_as_string(hide_password=True)
         if parsed.get_backend_name() == "sqlite":
-            _prepare_sqlite(self._engine, parsed.database, busy_timeout_s)
+            prepare_sqlite(self._engine, parsed.database, busy_timeout_s)
         # Writes start with BEGIN IMMEDIATE on SQLite (see _prepare_sqlite).
         self._write_engine = self._engine.execution_options(tumorlens_write=True)
         try:
@@ -305,30 +302,3 @@ def _audit(row: ReviewRow, actor: str, action: str, changes: dict[str, Any], at:
         version=row.version,
         changes=changes,
     )
-
-
-def _prepare_sqlite(engine: Engine, database: str | None, busy_timeout_s: float) -> None:
-    """WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes for a SQLite engine."""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        try:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StorageError(
-                f"Cannot create the folder of the review database {database}: {error}"
-            ) from error
-    timeout_ms = int(busy_timeout_s * 1000)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Autocommit at the driver level: the "begin" hook below emits BEGIN itself,
-        # so it can choose BEGIN IMMEDIATE (the SQLAlchemy pysqlite recipe).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        write = connection.get_execution_options().get("tumorlens_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
