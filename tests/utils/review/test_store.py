@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from datetime import UTC
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import utils.review.store as store_module
 from tests.utils.review.conftest import IMAGE_SHAPE, lesion_mask, make_review, sqlite_url
 from utils.errors import (
     ConfigError,
@@ -171,3 +174,34 @@ def test_the_mask_must_match_the_image_shape(store: ReviewStore) -> None:
     with pytest.raises(ImageDimensionError, match="the image is 16 x 12"):
         store.save(make_review(corrected_mask=wrong))
     assert store.reviews() == []
+
+
+def test_a_failed_audit_write_saves_nothing(
+    store: ReviewStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_audit(*args, **kwargs):
+        raise store_module.SQLAlchemyError("disk full")
+
+    monkeypatch.setattr(store_module, "_audit", broken_audit)
+    with pytest.raises(StorageError, match="disk full"):
+        store.save(make_review())
+    assert store.reviews() == [] and store.audit_log() == []
+
+
+def _save_then_die(url: str) -> None:
+    """A writer process that ends abruptly right after saving (no close, no cleanup)."""
+    ReviewStore(url).save(make_review(comment="saved just before the crash"))
+    os._exit(0)
+
+
+def test_a_review_saved_just_before_the_process_dies_is_kept(db_url: str) -> None:
+    ReviewStore(db_url).close()
+    process = multiprocessing.get_context("spawn").Process(target=_save_then_die, args=(db_url,))
+    process.start()
+    process.join(timeout=120)
+    assert process.exitcode == 0
+    store = ReviewStore(db_url)
+    [review] = store.reviews()
+    assert review.comment == "saved just before the crash"
+    assert [entry.action for entry in store.audit_log()] == ["create"]
+    store.close()
