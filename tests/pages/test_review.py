@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 import helpers.models
 import helpers.review
 from helpers.analysis import example_choices
-from tests.utils.inference.test_bundle import save_classifier_bundle
+from tests.utils.inference.test_bundle import save_classifier_bundle, write_busi_folder
 from utils.explain import CamExplainer
 from utils.inference.classifier import LesionClassifier
 from utils.review import ReviewInput, ReviewStore
@@ -203,3 +203,19 @@ def test_with_a_classifier_its_probabilities_are_shown_and_stored(
     assert set(review.ai.probabilities) == set(tiny_classifier.class_names)
     assert review.ai.classifier.startswith("tiny_classifier")
     assert review.ai.predicted_class in tiny_classifier.class_names
+
+
+def test_dataset_images_join_the_queue_when_a_datasets_folder_is_configured(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_busi_folder(tmp_path / "datasets" / "busi")
+    monkeypatch.setenv("TUMORLENS_DATA_DIR", str(tmp_path / "datasets"))
+    app = _page("Dr Ada")
+    queue = app.dataframe[0].value
+    assert "dataset" in set(queue["source"])
+    index = next(i for i, title in enumerate(app.selectbox[0].options) if title.startswith("BUSI"))
+    app.selectbox[0].select_index(index).run()
+    assert not app.exception and not app.error
+    app = _save(app)
+    [review] = _stored(db_url)
+    assert review.case_id.startswith("dataset:busi:") and review.case_label.startswith("BUSI")
