@@ -111,6 +111,7 @@ def test_saving_without_a_reviewer_name_is_refused(db_url: str) -> None:
     assert _stored(db_url) == []
 
 
+@pytest.mark.slow  # covered fast by the unit tests; this is the page's wiring
 def test_reviews_survive_a_restart_of_the_app(db_url: str) -> None:
     _save(_page("Dr Ada"))
     helpers.review._open_store.clear()  # the app restarts: no cached store, no connections
@@ -205,6 +206,7 @@ def test_with_a_classifier_its_probabilities_are_shown_and_stored(
     assert review.ai.predicted_class in tiny_classifier.class_names
 
 
+@pytest.mark.slow  # covered fast by the unit tests; this is the page's wiring
 def test_dataset_images_join_the_queue_when_a_datasets_folder_is_configured(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -85,6 +85,7 @@ def test_a_right_answer_on_a_normal_case_scores_full_marks_and_reveals_everythin
     assert _metrics(app)["Cases answered"] == "1 / 8"
 
 
+@pytest.mark.slow  # covered fast by the unit tests; this is the page's wiring
 def test_missing_a_lesion_scores_no_localisation_point() -> None:
     app = _answer(_start(_seed_starting_with("malignant")), "malignant", "none")
     feedback = [markdown.value for markdown in app.markdown]
