@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from utils.datasets import DatasetRecord, detect_layout
 from utils.errors import DatasetError
 from utils.evaluation.bootstrap import bootstrap_ci
-from utils.evaluation.classification import classification_report, save_classification_plots
+from utils.evaluation.classification import (
+    _rank_auc,  # the fast Mann-Whitney AUC (NaN for one class) the report bootstraps with
+    classification_report,
+    save_classification_plots,
+)
 from utils.training.patch_data import (
     BREAKHIS_SUBTYPE_CLASSES,
     PATCH_DATASETS,
@@ -59,13 +62,6 @@ def resolve_patch_dataset(data: Path, dataset: str) -> str:
     return detected
 
 
-def _auc_or_nan(rows: np.ndarray) -> float:
-    """AUC of ``rows[:, 1]`` for the 0/1 target ``rows[:, 0]``; NaN for one class."""
-    if rows[:, 0].min() == rows[:, 0].max():
-        return float("nan")
-    return float(roc_auc_score(rows[:, 0], rows[:, 1]))
-
-
 def add_positive_class_auc(
     report: dict[str, Any], probs: np.ndarray, labels: np.ndarray, names: Sequence[str]
 ) -> None:
@@ -78,11 +74,11 @@ def add_positive_class_auc(
     if key in report and report[key] is not None:
         return  # classification_report already has it (BreakHis: auc_malignant)
     rows = np.column_stack([labels == 1, probs[:, 1]]).astype(np.float64)
-    auc = _auc_or_nan(rows)
+    auc = _rank_auc(rows)
     report[key] = None if np.isnan(auc) else auc
     interval = None
     if report[key] is not None:
-        low, high = bootstrap_ci(rows, _auc_or_nan, n_resamples=1000, seed=0)
+        low, high = bootstrap_ci(rows, _rank_auc, n_resamples=1000, seed=0)
         interval = None if np.isnan(low) else [float(low), float(high)]
     report["ci95"][key] = interval
 

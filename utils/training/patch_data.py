@@ -32,7 +32,6 @@ from utils.datasets.breakhis import BREAKHIS_SUBTYPES
 from utils.datasets.pcam import PCAM_LABELS
 from utils.errors import ConfigError, DatasetError, ImageDimensionError
 from utils.image_io import load_image
-from utils.pipelines import resize_image
 from utils.training.arrays import TrainingArrays
 
 LOGGER = logging.getLogger(__name__)
@@ -123,6 +122,9 @@ def decode_patch(record: DatasetRecord, image_size: int) -> np.ndarray:
             f"{PCAM_PATCH_SIDE} RGB."
         )
     if pixels.shape[:2] != (image_size, image_size):
+        # Lazy: utils.pipelines imports TensorFlow; the resize is the one inference uses.
+        from utils.pipelines import resize_image
+
         pixels = resize_image(pixels, (image_size, image_size))
     return pixels.reshape(image_size, image_size, 3)
 
