@@ -250,14 +250,31 @@ def build_patch_card(
         ],
         "full_data_command": _FULL_DATA_COMMANDS[dataset],
         "config": config.to_dict(),
+        "augmentation": (
+            "TensorFlow training applies patch_augment (dihedral flips/rotations and colour "
+            "jitter); config.augment is the fallback used only on other Keras backends."
+        ),
         "version": "0.1.0",
     }
     if cv is not None:
-        card["cv_metrics"] = cv["summary"]
+        # The ultrasound summary keys include auc_malignant, meaningless without that class.
+        card["cv_metrics"] = {
+            key: value
+            for key, value in cv["summary"].items()
+            if key != "auc_malignant" or "malignant" in config.class_names
+        }
         card["cv_folds"] = cv["n_folds"]
+    if dataset == "pcam":
+        card["limitations"].append(
+            "PCam labels describe the centre 32x32 px of a patch (tumour if any pixel there "
+            "is tumour); patches are 96x96 px at 10x (0.97 um/px): other magnifications are "
+            "out of distribution."
+        )
     if n_images < MIN_IMAGES_FOR_EVIDENCE:
+        how = "Trained from scratch" if config.weights is None else "Fine-tuned"
+        unit = "patches" if dataset == "pcam" else "images"
         card["status"] = (
-            f"DEMONSTRATION ONLY. Trained ({trained_from}) on {n_images} shared sample images "
+            f"DEMONSTRATION ONLY. {how} on {n_images} shared sample {unit} "
             f"({len(set(arrays.groups))} groups). It proves that the readers, training loop, "
             "evaluation and model card work end to end; its numbers are NOT evidence of "
             f"quality. Train a real model on the full dataset with: {_FULL_DATA_COMMANDS[dataset]}"

@@ -18,6 +18,7 @@ from utils.evaluation.patch import (
     gate_small_sample_cis,
     resolve_patch_dataset,
 )
+from utils.inference.bundle import available_bundles
 from utils.inference.classifier import LesionClassifier
 from utils.model_card import save_model_bundle
 from utils.models.classification import build_compact_cnn
@@ -141,3 +142,16 @@ def test_positive_auc_and_ci_gate_on_hand_made_scores() -> None:
     small = classification_report(probs[:4], labels[:4], ["normal", "tumour"])
     gate_small_sample_cis(small)
     assert small["ci95"]["accuracy"] is None
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(
+    "pcam_patch_classifier" not in available_bundles(), reason="no shipped PCam patch model"
+)
+def test_shipped_pcam_model_on_the_shared_sample(shared_datasets: Path) -> None:
+    classifier = LesionClassifier.from_bundle("pcam_patch_classifier")
+    assert classifier.class_names == ("normal", "tumour")
+    assert classifier.input_shape == (96, 96, 3)
+    assert "NOT evidence of quality" in classifier.card["status"]
+    report = evaluate_patch_classifier(classifier, shared_datasets / "pcam_sample")
+    assert set(report) >= REPORT_KEYS and report["n"] == 15

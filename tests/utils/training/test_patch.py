@@ -227,7 +227,8 @@ def test_final_training_writes_a_loadable_demonstration_bundle(
     model, card = load_bundle(bundle, task="classification")
     assert card["class_names"] == ["normal", "tumour"]
     assert card["input_shape"] == [32, 32, 3]
-    assert "DEMONSTRATION ONLY" in card["status"] and "8 shared sample images" in card["status"]
+    assert "DEMONSTRATION ONLY" in card["status"]
+    assert "from scratch on 8 shared sample patches" in card["status"]
     assert "NOT patient-level" in card["training_data"]["grouping"]
     assert card["full_data_command"].startswith("python -m utils.train patch --dataset pcam")
     assert (
@@ -265,3 +266,26 @@ def test_arrays_from_another_task_are_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(DatasetError, match="not classes of this model"):
         train_patch_classifier(arrays, _tiny_config(), tmp_path / "run", dataset="pcam")
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+@pytest.mark.real_data
+def test_shared_pcam_sample_decodes_to_15_native_patches(shared_datasets: Path) -> None:
+    arrays = load_patch_arrays("pcam", [shared_datasets / "pcam_sample"])
+    assert arrays.images.shape == (15, 96, 96, 3)
+    assert arrays.labels.count("normal") == 10 and arrays.labels.count("tumour") == 5
+    assert len(set(arrays.groups)) == 15  # no patient ids in PCam
+
+
+@pytest.mark.real_data
+def test_shared_breakhis_sample_groups_12_images_into_9_patients(shared_datasets: Path) -> None:
+    binary = load_patch_arrays("breakhis", [shared_datasets / "breakhis_sample"], image_size=64)
+    assert binary.images.shape == (12, 64, 64, 3)
+    assert binary.labels.count("benign") == 8 and binary.labels.count("malignant") == 4
+    assert len(set(binary.groups)) == 9
+    subtypes = load_patch_arrays(
+        "breakhis", [shared_datasets / "breakhis_sample"], image_size=64, subtypes=True
+    )
+    assert set(subtypes.labels) == set(BREAKHIS_SUBTYPE_CLASSES)
