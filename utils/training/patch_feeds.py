@@ -6,14 +6,16 @@ ultrasound augmentation of :mod:`utils.augment` is switched off here and every t
 batch of :func:`utils.pipelines.build_classification_dataset` (which keeps its shuffling
 and reproducible seeding) goes through one more ``map``:
 
-1. a random element of the dihedral group: left-right flip then ``k * 90`` degree rotation,
-   which moves pixels exactly (no interpolation, no filled corners);
+1. a random element of the dihedral group (transpose, left-right and up-down flips, each
+   with probability 1/2), which moves pixels exactly (no interpolation, no filled corners);
 2. colour jitter: brightness, contrast, saturation and hue, drawn per patch;
 3. an optional **stain augmentation hook** (``stain_augment``), e.g. the HED
    (haematoxylin-eosin-DAB) perturbation of ``utils.histo.stain``: any
-   ``(image, seed) -> image`` function on float32 ``(H, W, 3)`` images in [0, 1] with a
-   ``[2]`` int64 seed, written with stateless TensorFlow ops.
+   ``(batch, seed) -> batch`` function on float32 ``(B, H, W, 3)`` batches in [0, 1] with
+   a ``[2]`` int64 seed, written with stateless TensorFlow ops (wrap a per-image function
+   in ``tf.map_fn``).
 
+The batch is augmented with vectorised ops, each patch with its own draws.
 All draws are stateless and keyed by a per-batch seed from ``tf.data.Dataset.random``,
 so two feeds built with the same seed yield the same batches. Other Keras backends (no
 ``tf.data``) fall back to :func:`utils.training.common.make_feeds` with
@@ -35,7 +37,7 @@ from utils.augment_config import AugmentConfig
 from utils.errors import ConfigError
 from utils.training.common import FeedBuilder, make_feeds
 
-#: ``(image, seed) -> image`` on float32 (H, W, 3) in [0, 1] with an int64 ``[2]`` seed.
+#: ``(batch, seed) -> batch`` on float32 (B, H, W, 3) in [0, 1] with an int64 ``[2]`` seed.
 StainAugment = Callable[[Any, Any], Any]
 
 #: What the backend-agnostic feeds apply to patches: both flips, any rotation (reflected
@@ -55,7 +57,7 @@ HISTO_AUGMENT_CONFIG = AugmentConfig(
 
 # Independent random streams split from one patch seed; fixed so that adding a step
 # later does not change the draws of the existing ones.
-_NUM_STREAMS = 8
+_NUM_STREAMS = 8  # 3 dihedral, brightness, contrast, hue, saturation, stain
 
 
 @dataclass(frozen=True)
@@ -99,54 +101,87 @@ class PatchAugmentConfig:
             )
 
 
+def augment_patch_batch(
+    images: Any,
+    seed: Any,
+    config: PatchAugmentConfig | None = None,
+    stain_augment: StainAugment | None = None,
+) -> Any:
+    """Augment a float32 ``(B, H, W, 3)`` batch in [0, 1], each patch with its own draws.
+
+    Vectorised over the batch (no per-patch ``map_fn``); flips use ``tf.reverse``, as
+    negative-stride slicing was ~4x slower here.
+
+    Args:
+        images: The patches (square when ``dihedral``, so a transpose keeps the shape).
+        seed: Integer seed of shape ``[2]``; the same seed gives the same result.
+        config: Settings; ``None`` uses the defaults.
+        stain_augment: Optional stain augmentation applied last, to the whole batch
+            (see the module docstring).
+
+    Returns:
+        The augmented batch, float32 in [0, 1], same shape.
+    """
+    import tensorflow as tf
+
+    config = config or PatchAugmentConfig()
+    images = tf.convert_to_tensor(images, tf.float32)
+    if not config.enabled:
+        return images
+    streams = tf.random.experimental.stateless_split(
+        tf.cast(tf.convert_to_tensor(seed), tf.int64), num=_NUM_STREAMS
+    )
+    count = tf.shape(images)[0]
+
+    def per_patch(stream: Any, low: float, high: float) -> Any:
+        return tf.random.stateless_uniform([count, 1, 1, 1], stream, minval=low, maxval=high)
+
+    out = images
+    if config.dihedral:
+        # Transpose, left-right flip and up-down flip, each with probability 1/2: the
+        # 8 symmetries of the square with equal probability, moving pixels exactly.
+        symmetries = (
+            lambda x: tf.transpose(x, [0, 2, 1, 3]),
+            lambda x: tf.reverse(x, axis=[2]),
+            lambda x: tf.reverse(x, axis=[1]),
+        )
+        for index, symmetry in enumerate(symmetries):
+            out = tf.where(per_patch(streams[index], 0.0, 1.0) < 0.5, symmetry(out), out)
+    if config.brightness_delta > 0:
+        delta = config.brightness_delta
+        out = out + per_patch(streams[3], -delta, delta)
+    if config.contrast_range != (1.0, 1.0):
+        mean = tf.reduce_mean(out, axis=[1, 2], keepdims=True)
+        out = (out - mean) * per_patch(streams[4], *config.contrast_range) + mean
+    if config.saturation_range != (1.0, 1.0) or config.hue_delta > 0:
+        hsv = tf.image.rgb_to_hsv(tf.clip_by_value(out, 0.0, 1.0))
+        hue_shift = per_patch(streams[5], -config.hue_delta, config.hue_delta)[..., 0]
+        hue = tf.math.floormod(hsv[..., 0] + hue_shift, 1.0)
+        saturation_factor = per_patch(streams[6], *config.saturation_range)[..., 0]
+        saturation = tf.clip_by_value(hsv[..., 1] * saturation_factor, 0.0, 1.0)
+        out = tf.image.hsv_to_rgb(tf.stack([hue, saturation, hsv[..., 2]], axis=-1))
+    if stain_augment is not None:
+        out = stain_augment(tf.clip_by_value(out, 0.0, 1.0), streams[7])
+    out = tf.clip_by_value(out, 0.0, 1.0)
+    out.set_shape(images.shape)
+    return out
+
+
 def augment_patch(
     image: Any,
     seed: Any,
     config: PatchAugmentConfig | None = None,
     stain_augment: StainAugment | None = None,
 ) -> Any:
-    """Augment one float32 ``(H, W, 3)`` patch in [0, 1] with stateless TensorFlow ops.
-
-    Args:
-        image: The patch (square when ``dihedral``, so a rotation keeps its shape).
-        seed: Integer seed of shape ``[2]``; the same seed gives the same result.
-        config: Settings; ``None`` uses the defaults.
-        stain_augment: Optional stain augmentation applied last (see the module docstring).
+    """Augment one float32 ``(H, W, 3)`` patch in [0, 1] (see :func:`augment_patch_batch`).
 
     Returns:
         The augmented patch, float32 in [0, 1], same shape.
     """
     import tensorflow as tf
 
-    config = config or PatchAugmentConfig()
-    image = tf.convert_to_tensor(image, tf.float32)
-    if not config.enabled:
-        return image
-    streams = tf.random.experimental.stateless_split(
-        tf.cast(tf.convert_to_tensor(seed), tf.int64), num=_NUM_STREAMS
-    )
-    out = image
-    if config.dihedral:
-        out = tf.image.stateless_random_flip_left_right(out, seed=streams[0])
-        turns = tf.random.stateless_uniform([], seed=streams[1], maxval=4, dtype=tf.int32)
-        out = tf.image.rot90(out, k=turns)
-    if config.brightness_delta > 0:
-        out = tf.image.stateless_random_brightness(out, config.brightness_delta, streams[2])
-    if config.contrast_range != (1.0, 1.0):
-        out = tf.image.stateless_random_contrast(out, *config.contrast_range, seed=streams[3])
-    if config.saturation_range != (1.0, 1.0):
-        out = tf.image.stateless_random_saturation(
-            tf.clip_by_value(out, 0.0, 1.0), *config.saturation_range, seed=streams[4]
-        )
-    if config.hue_delta > 0:
-        out = tf.image.stateless_random_hue(
-            tf.clip_by_value(out, 0.0, 1.0), config.hue_delta, seed=streams[5]
-        )
-    if stain_augment is not None:
-        out = stain_augment(tf.clip_by_value(out, 0.0, 1.0), streams[6])
-    out = tf.clip_by_value(out, 0.0, 1.0)
-    out.set_shape(image.shape)
-    return out
+    batch = tf.convert_to_tensor(image, tf.float32)[None]
+    return augment_patch_batch(batch, seed, config, stain_augment)[0]
 
 
 def build_patch_dataset(
@@ -196,14 +231,8 @@ def build_patch_dataset(
 
     def augment_batch(batch: tuple[Any, Any], batch_seed: Any) -> tuple[Any, Any]:
         patches, batch_labels = batch
-        count = tf.shape(patches)[0]
-        seeds = tf.random.experimental.stateless_split(tf.stack([batch_seed, 0]), num=count)
-        augmented = tf.map_fn(
-            lambda item: augment_patch(item[0], item[1], config, stain_augment),
-            (patches, seeds),
-            fn_output_signature=tf.float32,
-        )
-        return augmented, batch_labels
+        seed = tf.stack([batch_seed, tf.constant(0, tf.int64)])
+        return augment_patch_batch(patches, seed, config, stain_augment), batch_labels
 
     return (
         tf.data.Dataset.zip(base, batch_seeds)

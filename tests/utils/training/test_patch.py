@@ -23,6 +23,7 @@ from utils.training.patch_data import (
 from utils.training.patch_feeds import (
     PatchAugmentConfig,
     augment_patch,
+    augment_patch_batch,
     build_patch_dataset,
 )
 
@@ -121,6 +122,13 @@ def test_dihedral_augmentation_moves_pixels_without_changing_them() -> None:
         np.testing.assert_array_equal(np.sort(out, axis=None), np.sort(image, axis=None))
         orientations.add(out.tobytes())
     assert len(orientations) >= 4  # several of the 8 dihedral orientations were drawn
+
+
+def test_every_patch_of_a_batch_gets_its_own_draws() -> None:
+    image = np.random.default_rng(3).random((16, 16, 3)).astype(np.float32)
+    batch = augment_patch_batch(np.stack([image] * 8), [7, 7]).numpy()
+    assert len({patch.tobytes() for patch in batch}) == 8
+    np.testing.assert_array_equal(batch, augment_patch_batch(np.stack([image] * 8), [7, 7]))
 
 
 def test_colour_jitter_changes_colours_within_unit_range() -> None:
