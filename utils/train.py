@@ -130,8 +130,11 @@ def _add_patch_parser(tasks: argparse._SubParsersAction) -> None:
     patch.add_argument(
         "--tta", dest="evaluate_tta", action=argparse.BooleanOptionalAction, default=None
     )
-    # The common --final flag is replaced: the final model is trained unless --no-final.
+    # The final model is trained unless --no-final (--final is accepted and a no-op).
     patch.set_defaults(final=True)
+    for action in patch._actions:
+        if action.option_strings == ["--final"]:
+            action.help = "train the final model on all data (the default here)"
     patch.add_argument("--no-final", dest="final", action="store_false", help="cross-validate only")
     patch.add_argument(
         "--export", action="store_true", help="also write the bundle to saved_models/"
