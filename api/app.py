@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -66,9 +67,29 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     app.include_router(router)
+    if not settings.auth_enabled:
+        _drop_security_from_schema(app)
     # Added last = outermost: oversized bodies are refused before anything else runs.
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(
         BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
     )
     return app
+
+
+def _drop_security_from_schema(app: FastAPI) -> None:
+    """Without a token no request needs one, so the schema must not claim otherwise."""
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build_schema()
+            schema.get("components", {}).pop("securitySchemes", None)
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    operation.pop("security", None)
+                    operation.get("responses", {}).pop("401", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
