@@ -10,6 +10,7 @@ crash loses only chunks in flight.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
 #: File suffixes listed as images (the format is still sniffed from the bytes); files
 #: without a suffix are listed too, since DICOM files often have none.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ""})
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 #: ``scheduler`` value that runs every chunk in this process, without Dask.
 SYNCHRONOUS = "synchronous"
 
@@ -108,9 +110,17 @@ def _process_item(
     except ModelError:
         raise  # a broken model is not the image's fault: stop instead of failing every row
     except TumorLensError as error:  # bad input in a cohort is a row, not a crash
-        row.update(status="error", error_type=type(error).__name__, error=str(error))
+        row.update(status="error", error_type=type(error).__name__, error=_stable(str(error)))
     row["seconds"] = time.perf_counter() - start
     return row
+
+
+def _stable(message: str) -> str:
+    """The message without object addresses (a decoder may quote ``<... at 0x7f...>``).
+
+    So the same file gives the same row in every run.
+    """
+    return _ADDRESS.sub("", message)
 
 
 def process_chunk(

@@ -89,7 +89,7 @@ class ResultStore:
         """Write every part's rows, one per item, sorted by item, to the output file.
 
         Returns:
-            The merged table.
+            The merged table, as read back from the output file.
         """
         frames = [pd.read_parquet(part) for part in self._parts()]
         frames = [frame for frame in frames if not frame.empty]
@@ -101,4 +101,5 @@ class ResultStore:
         merged = merged[leading + sorted(set(merged.columns) - set(leading))]
         self.out.parent.mkdir(parents=True, exist_ok=True)
         _atomic_parquet(merged, self.out)
-        return merged
+        # Read back, so callers see exactly what the file holds (lists as arrays...).
+        return pd.read_parquet(self.out)
