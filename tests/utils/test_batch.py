@@ -24,12 +24,16 @@ from utils.errors import ConfigError, DatasetError, ModelError, ModelUnavailable
 SEGMENTER, CLASSIFIER = "ultrasound_segmenter", "ultrasound_classifier"
 
 
-@pytest.fixture(scope="session")
-def batch_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    models_dir = tmp_path_factory.mktemp("batch_models")
+def save_batch_models(models_dir: Path) -> Path:
+    """The tiny segmenter and classifier bundles, under the default bundle names."""
     save_segmenter_bundle(models_dir, SEGMENTER)
     save_classifier_bundle(models_dir, CLASSIFIER)
     return models_dir
+
+
+@pytest.fixture(scope="session")
+def batch_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_batch_models(tmp_path_factory.mktemp("batch_models"))
 
 
 def write_cohort(folder: Path, n_images: int = 5) -> Path:
