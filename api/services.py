@@ -22,7 +22,7 @@ import numpy as np
 from api.settings import ApiSettings
 from utils.errors import ModelError, ModelUnavailableError
 from utils.explain import LESION_AREA, CamExplainer
-from utils.inference.bundle import available_bundles, resolve_bundle_paths
+from utils.inference.bundle import available_bundles
 from utils.inference.classifier import LesionClassifier
 from utils.inference.segmenter import LesionSegmenter
 from utils.model_card import load_model_card
@@ -134,7 +134,6 @@ class ModelServices:
         cards = []
         for name in available_bundles(models_dir):
             try:
-                resolve_bundle_paths(name, models_dir=models_dir)
                 cards.append(load_model_card(name, models_dir=models_dir))
             except ModelError as error:
                 logger.warning("Skipping the model card %r: %s", name, error)

@@ -234,3 +234,14 @@ def test_cli_reports_errors_with_status_2_and_summarises_a_run(
     assert main([*common, "--task", "segment", "--scheduler", SYNCHRONOUS, "--no-progress"]) == 0
     assert f"3 images, 2 ok, 1 errors -> {out}" in capsys.readouterr().out
     assert len(pd.read_parquet(out)) == 3
+
+
+def test_a_part_interrupted_mid_write_is_discarded(tmp_path: Path, batch_models_dir: Path) -> None:
+    cohort = write_cohort(tmp_path / "cohort", n_images=1)
+    out = tmp_path / "r.parquet"
+    parts = out.with_name("r.parquet.parts")
+    parts.mkdir()
+    leftover = parts / ".part-dead.parquet.0123.tmp"
+    leftover.write_bytes(b"half a parquet file")
+    table = run_batch(make_config(cohort, out, batch_models_dir, "segment"))
+    assert not leftover.exists() and len(table) == 2
