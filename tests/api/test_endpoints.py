@@ -186,4 +186,14 @@ def test_openapi_schema_documents_every_endpoint_with_examples(client: TestClien
     ):
         assert components[name]["examples"], name
     responses = schema["paths"]["/v1/segment"]["post"]["responses"]
-    assert {"200", "401", "413", "415", "422", "503"} <= set(responses)
+    assert {"200", "400", "413", "415", "422", "503"} <= set(responses)
+    # Without a token no request needs one, and the schema says so.
+    assert "401" not in responses and "securitySchemes" not in schema["components"]
+
+
+def test_openapi_schema_declares_bearer_auth_when_a_token_is_set(tiny_models_dir: Path) -> None:
+    schema = make_client(tiny_models_dir, token="t").get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    segment = schema["paths"]["/v1/segment"]["post"]
+    assert segment["security"] == [{"HTTPBearer": []}] and "401" in segment["responses"]
+    assert "security" not in schema["paths"]["/health"]["get"]
