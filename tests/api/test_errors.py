@@ -188,3 +188,21 @@ def test_no_image_or_patient_data_is_logged(
     assert "DOE" not in logged and "MRN123456" not in logged  # ...without names or text
     # Nor image bytes, raw or base64 (Pillow's debug log names PNG chunks, not their data).
     assert repr(lesion_png[:12])[2:-1] not in logged and "iVBORw0KGgo" not in logged
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.zeros((1, 1), np.uint8),
+        np.zeros((1, 3000), np.uint8),
+        np.zeros((20, 20, 4), np.uint8),  # RGBA
+        (np.arange(400, dtype=np.uint16) * 100).reshape(20, 20),  # 16-bit
+        np.full((20, 20), 255, np.uint8),
+    ],
+    ids=["1x1", "1x3000", "rgba", "16-bit", "constant"],
+)
+def test_unusual_but_valid_images_are_analysed(client: TestClient, pixels: np.ndarray) -> None:
+    response = _post(client, "/v1/analyze", png_bytes(pixels), pixel_spacing_mm="0.1")
+    assert response.status_code == 200, response.text
+    mask = response.json()["segmentation"]["mask"]
+    assert (mask["height"], mask["width"]) == pixels.shape[:2]
