@@ -83,4 +83,8 @@ class ReviewNotFoundError(TumorLensError):
 class StorageError(TumorLensError):
     """The review database cannot be opened, read or written."""
 
+
+class ModelUnavailableError(ModelError):
+    """The model a request needs is not installed (e.g. no classifier bundle yet)."""
+
     http_status = 503
