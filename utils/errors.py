@@ -66,3 +66,7 @@ class ModelError(TumorLensError):
     """A model or weights file is missing, unreadable or incompatible."""
 
     http_status = 500
+
+
+class MissingCalibrationError(InvalidImageError):
+    """The image lacks a physical scale (microns per pixel) the analysis needs; pass it."""
