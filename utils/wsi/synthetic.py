@@ -85,7 +85,8 @@ def write_synthetic_slide(
         height: Level-0 height in pixels.
         mpp: Microns per pixel written as the TIFF resolution; ``None`` writes none
             (a slide without scale metadata).
-        levels: Pyramid levels, each half the previous (default: down to ~1,000 px).
+        levels: Pyramid levels, each half the previous (default: halve until the
+            longer side is under 512 px).
         blank: Background only (a slide without tissue).
         seed: Seed of the nuclei positions.
 
@@ -95,7 +96,7 @@ def write_synthetic_slide(
     path = Path(path)
     if levels is None:
         levels = 1
-        while max(width, height) >> levels >= 1000:
+        while max(width, height) >> levels >= 512:
             levels += 1
     resolution = {}
     if mpp is not None:

@@ -20,7 +20,7 @@ from utils.errors import EmptyMaskError
 
 __all__ = ["MIN_SATURATION", "TissueMask", "detect_tissue"]
 
-#: Otsu thresholds below this saturation (0-255) split noise on blank glass, not tissue.
+#: Lowest saturation (0-255) counted as stain, whatever Otsu says.
 MIN_SATURATION: Final = 20
 #: Smallest tissue fragment kept, as a fraction of the thumbnail's pixels.
 _MIN_FRAGMENT_FRACTION: Final = 1e-4
@@ -77,15 +77,16 @@ def detect_tissue(
         EmptyMaskError: The slide shows no stained tissue (blank, or uniformly grey).
     """
     saturation = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2HSV)[..., 1]
-    # Pure black (scanner padding outside the scanned area) has zero saturation already.
     spread = int(saturation.max()) - int(saturation.min())
-    threshold = float(threshold_otsu(saturation)) if spread > 0 else 0.0
-    if threshold < MIN_SATURATION:
+    otsu = float(threshold_otsu(saturation)) if spread > 0 else 0.0
+    # Otsu splits any image in two, blank glass too: a floor keeps JPEG colour noise
+    # and grey padding out (H&E stain is far more saturated).
+    threshold = max(otsu, float(MIN_SATURATION))
+    if int(saturation.max()) <= threshold:
         raise EmptyMaskError(
             f"No tissue found: the slide's colour saturation is at most "
-            f"{int(saturation.max())} of 255 with no stained region (Otsu threshold "
-            f"{threshold:.0f} < {MIN_SATURATION}). Check that this is a stained H&E slide "
-            "and not a blank or overview image."
+            f"{int(saturation.max())} of 255, below the stain floor of {MIN_SATURATION}. "
+            "Check that this is a stained H&E slide and not a blank or overview image."
         )
     mask = saturation > threshold
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * closing_px + 1,) * 2)
