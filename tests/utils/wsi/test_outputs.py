@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.utils.wsi.conftest import SLIDE_H, SLIDE_W, ThresholdNucleiSegmenter
+from tests.utils.wsi.fixtures import SLIDE_H, SLIDE_W, ThresholdNucleiSegmenter
 from utils.wsi.outputs import OUTPUT_FILES, colour_map, write_outputs
 from utils.wsi.pipeline import WsiOptions, analyse_slide
 from utils.wsi.reader import open_slide

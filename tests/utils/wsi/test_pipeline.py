@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.utils.wsi.conftest import SLIDE_H, SLIDE_W, ThresholdNucleiSegmenter
+from tests.utils.wsi.fixtures import SLIDE_H, SLIDE_W, ThresholdNucleiSegmenter
 from utils.errors import ConfigError, EmptyMaskError
 from utils.wsi.pipeline import WsiOptions, analyse_slide
 from utils.wsi.reader import open_slide

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.utils.wsi.conftest import SLIDE_H, SLIDE_MPP, SLIDE_W
+from tests.utils.wsi.fixtures import SLIDE_H, SLIDE_MPP, SLIDE_W
 from utils.errors import (
     CorruptImageError,
     ImageDimensionError,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.utils.inference.test_bundle import save_segmenter_bundle
-from tests.utils.wsi.conftest import PATCH_MPP, PATCH_PX, ThresholdNucleiSegmenter
+from tests.utils.wsi.fixtures import PATCH_MPP, PATCH_PX, ThresholdNucleiSegmenter
 from utils.errors import ConfigError, ModelError
 from utils.wsi.scorers import ClassifierScorer, NucleiScorer, load_scorer
 

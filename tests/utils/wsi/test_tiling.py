@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.utils.wsi.conftest import SLIDE_H, SLIDE_W
+from tests.utils.wsi.fixtures import SLIDE_H, SLIDE_W
 from utils.errors import ConfigError, ImageDimensionError
 from utils.wsi.reader import open_slide
 from utils.wsi.tiling import Tile, TileGrid, iter_tile_batches
