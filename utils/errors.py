@@ -66,3 +66,7 @@ class ModelError(TumorLensError):
     """A model or weights file is missing, unreadable or incompatible."""
 
     http_status = 500
+
+
+class NoTissueError(InvalidImageError):
+    """An H&E image holds too little stained tissue to estimate stains or measure nuclei."""
