@@ -68,5 +68,9 @@ class ModelError(TumorLensError):
     http_status = 500
 
 
+class NoTissueError(InvalidImageError):
+    """An H&E image holds too little stained tissue to estimate stains or measure nuclei."""
+
+
 class MissingCalibrationError(InvalidImageError):
     """The image lacks a physical scale (microns per pixel) the analysis needs; pass it."""

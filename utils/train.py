@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="evaluate the refer-to-a-human rule with test-time augmentation (default: on)",
     )
+    from utils.training.nuclei_cli import add_nuclei_parser
+
+    add_nuclei_parser(tasks)
     return parser
 
 
@@ -251,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_segment(args)
         if args.task == "classify":
             return run_classify(args)
+        if args.task == "nuclei":
+            from utils.training.nuclei_cli import run_nuclei
+
+            return run_nuclei(args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
