@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--figures", type=Path, default=None, help="figure folder (default: beside --json)"
         )
         sub.add_argument("--batch-size", type=int, default=_DEFAULT_BATCH_SIZE)
+    nuclei = tasks.add_parser("nuclei", help="H&E nuclei segmenter: Dice, AJI (MoNuSeg layout)")
+    nuclei.add_argument("--data", type=Path, required=True, help="MoNuSeg-layout folder")
+    nuclei.add_argument("--json", type=Path, required=True, help="report file to write")
+    nuclei.add_argument("--model", default="nuclei_segmenter", help="bundle name or .keras path")
+    nuclei.add_argument("--batch-size", type=int, default=8)
     return parser
 
 
@@ -89,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runners: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
         "segment": run_segment,
         "classify": run_classify,
+        "nuclei": run_nuclei,
     }
     try:
         if args.batch_size < 1:
@@ -254,6 +260,16 @@ def _classify_records(
     return np.concatenate(chunks)
 
 
+# ----------------------------------------------------------------------------- nuclei
+
+
+def run_nuclei(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate a nuclei bundle on a MoNuSeg-layout folder: per-image and mean Dice and AJI."""
+    from utils.evaluation.nuclei import evaluate_nuclei_folder
+
+    return evaluate_nuclei_folder(args.data, args.model, batch_size=args.batch_size)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -315,7 +331,9 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
 
 
 def _summary_line(task: str, report: dict[str, Any], path: Path) -> str:
-    keys = ("dice_mean", "iou_mean") if task == "segment" else ("accuracy", "macro_auc")
+    keys = {"segment": ("dice_mean", "iou_mean"), "nuclei": ("dice", "aji")}.get(
+        task, ("accuracy", "macro_auc")
+    )
     values = ", ".join(
         f"{key} {report[key]:.3f}" if report.get(key) is not None else f"{key} n/a" for key in keys
     )

@@ -33,8 +33,8 @@ from utils.training.common import mean_and_sd, set_global_seed, write_json
 LOGGER = logging.getLogger(__name__)
 
 #: Post-processing grid scored on each validation fold.
-FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
-MARKER_THRESHOLDS = (0.25, 0.35, 0.5)
+FOREGROUND_THRESHOLDS = (0.5,)
+MARKER_THRESHOLDS = (0.25, 0.4, 0.55)
 
 
 @dataclass
@@ -42,8 +42,8 @@ class NucleiTrainConfig:
     """Options of one nuclei training run (the CLI's ``nuclei`` subcommand)."""
 
     arch: str = "nuclei_unet"
-    base_filters: int = 8
-    depth: int = 4
+    base_filters: int = 16
+    depth: int = 3
     crop_size: int = 256
     batch_size: int = 8
     steps_per_epoch: int = 50
