@@ -54,6 +54,7 @@ def test_cli_writes_the_outputs(
         ("corrupt_slide", [], "damaged"),
         ("blank_slide", [], "No tissue found"),
         ("synthetic_slide", ["--overlap", "0.99"], "overlap must be"),
+        ("synthetic_slide", ["--magnification", "0"], "--magnification must be positive"),
     ],
 )
 def test_cli_bad_input_exits_2_with_the_message(
@@ -77,3 +78,13 @@ def test_cli_wrong_input_size_model(
     args = ["--image", str(synthetic_slide), "--model", "tiny_gray", "--out", str(tmp_path)]
     assert main(args) == 2
     assert "square RGB" in capsys.readouterr().err
+
+
+def test_cli_magnification_sets_the_tile_scale(
+    synthetic_slide: Path, tmp_path: Path, bundles_here
+) -> None:
+    args = ["--image", str(synthetic_slide), "--model", "tiny_patch", "--out", str(tmp_path)]
+    assert main([*args, "--magnification", "10", "--threshold", "0.5"]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["target_mpp"] == 1.0
+    assert data["options"]["tile_level0_px"] == 64  # 32 px at 1 µm over 0.5 µm pixels
