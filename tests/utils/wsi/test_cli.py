@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 import utils.wsi.scorers
 from utils.wsi.cli import main
+
+
+@pytest.fixture(autouse=True)
+def restore_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--device cpu`` sets CUDA_VISIBLE_DEVICES; undo it after each test."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
 
 
 @pytest.fixture
@@ -88,3 +95,15 @@ def test_cli_magnification_sets_the_tile_scale(
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["target_mpp"] == 1.0
     assert data["options"]["tile_level0_px"] == 64  # 32 px at 1 µm over 0.5 µm pixels
+
+
+def test_cli_gpu_without_a_gpu_is_a_clear_error(
+    synthetic_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    args = ["--image", str(synthetic_slide), "--device", "gpu", "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "sees no GPU; use --device cpu" in capsys.readouterr().err
