@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--card-extra", type=Path, default=None, help="JSON of further card fields (limitations...)"
     )
     _add_patch_parser(tasks)
+    from utils.training.nuclei_cli import add_nuclei_parser
+
+    add_nuclei_parser(tasks)
     return parser
 
 
@@ -418,6 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ship_classifier(args)
         if args.task == "patch":
             return run_patch(args)
+        if args.task == "nuclei":
+            from utils.training.nuclei_cli import run_nuclei
+
+            return run_nuclei(args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

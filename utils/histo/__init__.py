@@ -1,1 +1,1 @@
-"""H&E histopathology tools (stain, nuclei, patch features)."""
+"""H&E histopathology: stains, nuclei, instances, morphometry and patch features."""
