@@ -32,6 +32,7 @@ from PIL import Image
 from utils.errors import ConfigError, ImageDimensionError, InvalidImageError
 
 __all__ = [
+    "MAX_MEASUREMENT_NOTE_CHARS",
     "MAX_MEASUREMENT_ROWS",
     "MAX_NOTE_CHARS",
     "REPORT_DISCLAIMER",
@@ -47,13 +48,15 @@ MAX_PANELS: Final = 4
 MAX_CLASSES: Final = 10
 MAX_MEASUREMENT_ROWS: Final = 16
 MAX_MODELS: Final = 6
-MAX_NOTE_CHARS: Final = 600
+MAX_NOTE_CHARS: Final = 400
+MAX_MEASUREMENT_NOTE_CHARS: Final = 120
 MAX_PANEL_PIXELS: Final = 16_000_000
 #: Longest side of an embedded panel: sharp at 45 mm wide, and keeps the PDF small.
 _PANEL_MAX_SIDE: Final = 512
 _PAGE_WIDTH, _PAGE_HEIGHT, _MARGIN = 210.0, 297.0, 12.0
 _CONTENT_WIDTH: Final = _PAGE_WIDTH - 2 * _MARGIN
-_PANEL_GAP, _PANEL_MAX_HEIGHT = 3.0, 58.0
+_PANEL_GAP, _PANEL_MAX_HEIGHT = 3.0, 50.0
+_ROW = 3.9  # height of a bar, measurement or model row
 _FONT: Final = "DejaVu"
 _PREDICTED_RGB, _OTHER_RGB, _REFER_RGB = (214, 39, 40), (150, 150, 150), (200, 60, 0)
 
@@ -104,6 +107,11 @@ class CaseReport:
             raise ConfigError(
                 f"A report lists at most {MAX_MEASUREMENT_ROWS} measurements; received "
                 f"{len(self.measurements)}."
+            )
+        if len(self.measurement_note) > MAX_MEASUREMENT_NOTE_CHARS:
+            raise ConfigError(
+                f"The measurement note has {len(self.measurement_note)} characters; at most "
+                f"{MAX_MEASUREMENT_NOTE_CHARS} are allowed."
             )
         if len(self.models) > MAX_MODELS:
             raise ConfigError(
@@ -233,16 +241,16 @@ def _draw_classification(pdf: _ReportPDF, report: CaseReport, width: float) -> N
     confidence = probabilities[predicted]
     _paragraph(pdf, width, 4.6, f"Predicted: {predicted} ({confidence:.0%}, calibrated)")
     label_w, bar_w = 26.0, width - 26.0 - 12.0
+    pdf.set_font(_FONT, "", 8.5)
     for name, value in probabilities.items():
-        y = pdf.get_y() + 0.8
-        pdf.set_font(_FONT, "", 8.5)
+        top = pdf.get_y()
         pdf.set_x(pdf.l_margin)
-        pdf.cell(label_w, 4.2, name)
+        pdf.cell(label_w, _ROW, name)
         pdf.set_fill_color(*(_PREDICTED_RGB if name == predicted else _OTHER_RGB))
         if value > 0:
-            pdf.rect(pdf.l_margin + label_w, y + 0.4, max(bar_w * value, 0.3), 3.2, style="F")
-        pdf.set_xy(pdf.l_margin + label_w + bar_w + 1, y - 0.4)
-        pdf.cell(11, 4.2, f"{value:.0%}", align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.rect(pdf.l_margin + label_w, top + 0.5, max(bar_w * value, 0.3), 2.9, style="F")
+        pdf.set_xy(pdf.l_margin + label_w + bar_w + 1, top)
+        pdf.cell(11, _ROW, f"{value:.0%}", align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(_FONT, "", 8.5)
     if report.uncertainty is not None:
         uncertainty = f"Uncertainty (normalised TTA entropy): {report.uncertainty:.2f}"
@@ -275,10 +283,10 @@ def _draw_measurements(pdf: _ReportPDF, report: CaseReport, left: float, width: 
     pdf.set_font(_FONT, "", 8.5)
     for row in report.measurements:
         pdf.set_x(left)
-        pdf.cell(columns[0], 4.2, str(row.get("name", "")))
-        pdf.cell(columns[1], 4.2, str(row.get("value", "")), align="R")
-        pdf.cell(columns[2], 4.2, "  " + str(row.get("unit", "")))
-        pdf.ln(4.2)
+        pdf.cell(columns[0], _ROW, str(row.get("name", "")))
+        pdf.cell(columns[1], _ROW, str(row.get("value", "")), align="R")
+        pdf.cell(columns[2], _ROW, "  " + str(row.get("unit", "")))
+        pdf.ln(_ROW)
 
 
 def _draw_models(pdf: _ReportPDF, models: Sequence[Mapping[str, str]]) -> None:
@@ -294,8 +302,8 @@ def _draw_models(pdf: _ReportPDF, models: Sequence[Mapping[str, str]]) -> None:
     for model in models:
         keys = ("role", "name", "version", "created")
         for key, w in zip(keys, columns, strict=True):
-            pdf.cell(w, 4.2, str(model.get(key, "not recorded")))
-        pdf.ln(4.2)
+            pdf.cell(w, _ROW, str(model.get(key, "not recorded")))
+        pdf.ln(_ROW)
 
 
 def render_case_report(report: CaseReport) -> bytes:
