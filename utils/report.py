@@ -170,6 +170,9 @@ class _ReportPDF(FPDF):
         fonts = _font_dir()
         self.add_font(_FONT, "", str(fonts / "DejaVuSans.ttf"))
         self.add_font(_FONT, "B", str(fonts / "DejaVuSans-Bold.ttf"))
+        # JPEG: a display copy of speckled ultrasound deflates poorly (~0.6 MB a report
+        # losslessly, ~0.15 MB as JPEG) and prints the same.
+        self.set_image_filter("DCTDecode")
         self.set_creator("TumorLens")
         self.set_title("TumorLens case report")
         self.add_page()
@@ -268,14 +271,14 @@ def _draw_measurements(pdf: _ReportPDF, report: CaseReport, left: float, width: 
     pdf.set_xy(left, pdf.get_y())
     pdf.set_font(_FONT, "", 8)
     if report.measurement_note:
-        pdf.multi_cell(width, 3.8, report.measurement_note, new_x=XPos.LEFT)
+        pdf.multi_cell(width, 3.8, report.measurement_note, align="L", new_x=XPos.LEFT)
     if not report.measurements:
         pdf.set_font(_FONT, "", 9)
         pdf.multi_cell(
             width, 4.6, "No lesion at this threshold: nothing measured.", new_x=XPos.LEFT
         )
         return
-    columns = (width * 0.55, width * 0.27, width * 0.18)
+    columns = (width * 0.5, width * 0.32, width * 0.18)
     pdf.set_font(_FONT, "B", 8.5)
     for text, w, align in zip(("measurement", "value", "unit"), columns, "LRL", strict=True):
         pdf.cell(w, 4.4, text, border="B", align=align)
@@ -327,7 +330,7 @@ def render_case_report(report: CaseReport) -> bytes:
     pdf.ln(1.5)
     pdf.set_fill_color(255, 236, 229)
     pdf.set_font(_FONT, "B", 9.5)
-    pdf.multi_cell(0, 5, REPORT_DISCLAIMER, border=1, fill=True, padding=1.5)
+    pdf.multi_cell(0, 5, REPORT_DISCLAIMER, border=1, fill=True, padding=1.5, align="L")
     note = _clean_note(report.case_note)
     if note:
         pdf.heading("Case note (typed by the user)")
@@ -357,7 +360,8 @@ def render_case_report(report: CaseReport) -> bytes:
         0,
         3.6,
         "Images are the analysed image and its overlays. The report holds no patient "
-        "identifier and no DICOM tag; the case note above is printed exactly as typed.",
+        "identifier and no DICOM tag; a case note is printed exactly as the user typed it.",
+        align="L",
     )
     if pdf.page_no() != 1 or pdf.get_y() > _PAGE_HEIGHT - _MARGIN:
         raise ConfigError(
