@@ -14,7 +14,7 @@ The defaults below are module constants so a model card can record them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,6 +186,47 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
     if not np.isfinite(temperature) or temperature <= 0:
         raise ConfigError(f"temperature must be a positive number; received {temperature!r}.")
     return softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1)
+
+
+def cross_fitted_probabilities(
+    logits: np.ndarray, labels: np.ndarray, groups: Sequence[str], *, seed: int = 0
+) -> np.ndarray:
+    """Temperature-scaled probabilities where no image calibrates its own prediction.
+
+    Fitting the temperature on a validation fold and measuring the ECE on that same
+    fold flatters the calibration. Here the fold's groups (patients or near-duplicate
+    families) are split into two halves; each half is scaled with the temperature
+    fitted on the other, so the ECE of the result is an honest held-out estimate.
+
+    Args:
+        logits: (N, C) pre-softmax outputs.
+        labels: (N,) true class indices.
+        groups: (N,) group of each image; a group never straddles the halves.
+        seed: Seed of the split.
+
+    Returns:
+        (N, C) float64 probabilities.
+
+    Raises:
+        ConfigError: Bad shapes, or fewer than two groups.
+    """
+    logits, labels = validate_scores_and_labels(logits, labels, name="logits")
+    groups = np.asarray(list(groups))
+    if groups.shape != labels.shape:
+        raise ConfigError(
+            f"groups must have one entry per image; received {groups.shape[0]} for "
+            f"{labels.shape[0]} images."
+        )
+    unique = np.unique(groups)
+    if len(unique) < 2:
+        raise ConfigError(f"cross-fitting needs at least 2 groups; received {len(unique)}.")
+    first_half = np.random.default_rng(seed).permutation(unique)[: len(unique) // 2]
+    in_first = np.isin(groups, first_half)
+    probabilities = np.empty(logits.shape, np.float64)
+    for fit_on, apply_to in ((in_first, ~in_first), (~in_first, in_first)):
+        temperature = fit_temperature(logits[fit_on], labels[fit_on])
+        probabilities[apply_to] = apply_temperature(logits[apply_to], temperature)
+    return probabilities
 
 
 # ----------------------------------------------------------------------------- ECE

@@ -1,4 +1,4 @@
-r"""Evaluation CLI: ``python -m utils.evaluate {segment,classify} --data DIR --json OUT``.
+r"""Evaluation CLI: ``python -m utils.evaluate {segment,classify,shortcuts} --data DIR ...``.
 
 Runs a shipped (or any) model bundle over a labelled dataset folder and writes a JSON
 report plus figures. ``--data`` takes any folder :func:`utils.datasets.read_dataset`
@@ -13,6 +13,9 @@ recognises: the BUSI class-folder root or a folder above it, BUS-BRA's original 
   others are counted and skipped) is classified with the card's temperature; the report
   holds accuracy, AUCs, ECE, per-class scores, the confusion matrix and per-image
   predictions; ROC, reliability and confusion figures are written as PNG and HTML.
+* ``shortcuts``: on images with burned-in calipers or text, how much of each model's
+  Grad-CAM falls on the marks, and how much the outputs change when the marks are
+  inpainted away (:mod:`utils.evaluation.shortcuts`); ``--data`` may repeat.
 
 Examples::
 
@@ -80,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--figures", type=Path, default=None, help="figure folder (default: beside --json)"
         )
         sub.add_argument("--batch-size", type=int, default=_DEFAULT_BATCH_SIZE)
+    shortcuts = tasks.add_parser(
+        "shortcuts", help="do the models attend to, or depend on, burned-in calipers and text?"
+    )
+    shortcuts.add_argument("--data", type=Path, action="append", required=True, help="repeatable")
+    shortcuts.add_argument("--json", type=Path, required=True, help="report file to write")
+    shortcuts.add_argument("--segmenter", default=DEFAULT_SEGMENTER_BUNDLE, help="'none' to skip")
+    shortcuts.add_argument("--classifier", default=DEFAULT_CLASSIFIER_BUNDLE, help="'none' to skip")
+    shortcuts.add_argument("--limit", type=int, default=200, help="images with marks to measure")
+    shortcuts.add_argument("--seed", type=int, default=0, help="order in which images are scanned")
+    shortcuts.set_defaults(batch_size=_DEFAULT_BATCH_SIZE)
     return parser
 
 
@@ -89,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runners: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
         "segment": run_segment,
         "classify": run_classify,
+        "shortcuts": run_shortcuts,
     }
     try:
         if args.batch_size < 1:
@@ -100,6 +114,71 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(_summary_line(args.task, report, args.json))
     return 0
+
+
+# ----------------------------------------------------------------------------- shortcuts
+
+
+def _predictor_and_explainer(cls: Any, bundle: str) -> tuple[Any, Any] | None:
+    from utils.explain import CamExplainer
+
+    if bundle.lower() == "none":
+        return None
+    predictor = cls.from_bundle(bundle)
+    return predictor, CamExplainer(predictor.model)
+
+
+def run_shortcuts(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure the models' caliper/text shortcuts on ``args.data``; returns the report.
+
+    See :mod:`utils.evaluation.shortcuts` for what is measured.
+
+    Raises:
+        ConfigError: ``--limit`` is not positive, or both models are ``none``.
+        DatasetError: A folder is missing or unrecognised.
+        ModelError: A model bundle is missing or invalid.
+    """
+    from utils.evaluation.shortcuts import measure_shortcuts, summarise_shortcuts
+    from utils.inference.classifier import LesionClassifier
+    from utils.inference.segmenter import LesionSegmenter
+
+    if args.limit < 1:
+        raise ConfigError(f"--limit must be a positive integer; got {args.limit}.")
+    if args.segmenter.lower() == "none" and args.classifier.lower() == "none":
+        raise ConfigError("--segmenter and --classifier are both 'none': nothing to measure.")
+    records = [(record, root) for root in args.data for record in read_dataset(root)]
+    order = np.random.default_rng(args.seed).permutation(len(records))
+    segmenter = _predictor_and_explainer(LesionSegmenter, args.segmenter)
+    classifier = _predictor_and_explainer(LesionClassifier, args.classifier)
+    rows, scanned = [], 0
+    with _progress(args.limit, "Images with marks") as bar:
+        for index in order:
+            record, root = records[index]
+            scanned += 1
+            row = measure_shortcuts(
+                load_image(record.image_path),
+                _source(record, root),
+                segmenter=segmenter,
+                classifier=classifier,
+            )
+            if row is not None:
+                rows.append(row)
+                bar.update(1)
+            if len(rows) >= args.limit:
+                break
+    models = {}
+    for role, loaded, name in (
+        ("segmenter", segmenter, args.segmenter),
+        ("classifier", classifier, args.classifier),
+    ):
+        if loaded is not None:
+            models[role] = _model_info(name, loaded[0].card)
+    return {
+        "task": "shortcuts",
+        "data": [str(root) for root in args.data],
+        "models": models,
+        **summarise_shortcuts(rows, scanned),
+    }
 
 
 # ----------------------------------------------------------------------------- segment
@@ -315,6 +394,11 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
 
 
 def _summary_line(task: str, report: dict[str, Any], path: Path) -> str:
+    if task == "shortcuts":
+        return (
+            f"{report['n_with_marks']} of {report['n_scanned']} scanned images had marks. "
+            f"Report: {path}"
+        )
     keys = ("dice_mean", "iou_mean") if task == "segment" else ("accuracy", "macro_auc")
     values = ", ".join(
         f"{key} {report[key]:.3f}" if report.get(key) is not None else f"{key} n/a" for key in keys

@@ -1,4 +1,4 @@
-r"""Training CLI: ``python -m utils.train {segment,classify} --data DIR [--data DIR ...]``.
+r"""Training CLI: ``python -m utils.train {segment,classify,baseline} --data DIR [...]``.
 
 A thin adapter over :mod:`utils.training`: it parses options, loads the data once
 (cached as ``.npz``), runs grouped k-fold cross-validation and/or trains the final
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from utils.errors import TumorLensError
+from utils.errors import ConfigError, TumorLensError
 
 if TYPE_CHECKING:
     from utils.training.arrays import TrainingArrays
@@ -35,13 +35,19 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("tumorlens.train")
 
 
-def _add_common_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", action="append", type=Path, help="dataset folder (repeatable)")
     source.add_argument(
         "--arrays", type=Path, help="pre-decoded .npz cache (utils.training.arrays)"
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(".devdata"))
+    parser.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    _add_data_options(parser)
     parser.add_argument("--arch", help="architecture name (see the model registry)")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
@@ -65,8 +71,6 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop at the first epoch end after this many minutes (lent machines)",
     )
-    parser.add_argument("--cache-dir", type=Path, default=Path(".devdata"))
-    parser.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="evaluate the refer-to-a-human rule with test-time augmentation (default: on)",
+    )
+    baseline = tasks.add_parser(
+        "baseline", help="pixel baselines (logistic regression, random forest) under grouped CV"
+    )
+    _add_data_options(baseline)
+    baseline.add_argument(
+        "--model", default="logistic_regression", help="logistic_regression | random_forest"
+    )
+    baseline.add_argument("--pixels", type=int, default=32, help="images are shrunk to this side")
+    baseline.add_argument("--folds", type=int, default=5, help="grouped k-fold CV")
+    baseline.add_argument("--seed", type=int, default=0)
+    ship = tasks.add_parser(
+        "ship-classifier",
+        help="write a finished classify run (CV + --final) to saved_models/ with its card",
+    )
+    _add_data_options(ship)
+    ship.add_argument("--name", default="ultrasound_classifier", help="bundle name")
+    ship.add_argument("--models-dir", type=Path, default=None, help="default: saved_models/")
+    ship.add_argument(
+        "--card-extra", type=Path, default=None, help="JSON of further card fields (limitations...)"
     )
     return parser
 
@@ -242,6 +266,57 @@ def run_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_baseline(args: argparse.Namespace) -> int:
+    """Grouped k-fold CV of a pixel baseline on the same folds as the CNNs."""
+    from utils.training.baselines import (
+        BaselineConfig,
+        check_baseline_config,
+        cross_validate_baseline,
+    )
+
+    config = BaselineConfig(model=args.model, pixels=args.pixels, seed=args.seed)
+    check_baseline_config(config)
+    arrays = _load_arrays(args, image_size=128, channels=1, with_masks=False)
+    summary = cross_validate_baseline(arrays, config, args.out, n_folds=args.folds)
+    LOGGER.info("CV summary: %s", summary["summary"])
+    return 0
+
+
+def run_ship_classifier(args: argparse.Namespace) -> int:
+    """Ship the run in ``--out``: out-of-fold CV plots and metrics, then the bundle.
+
+    The data options must name the same data as the run (it is re-read in the same
+    order, at the run's image size, to rebuild the folds).
+    """
+    import json
+
+    from utils.paths import SAVED_MODELS_DIR
+    from utils.training.classification import ClassifierTrainConfig
+    from utils.training.classifier_card import ship_classifier
+
+    cv_path = args.out / "cv.json"
+    if not cv_path.exists():
+        raise ConfigError(f"{cv_path} is missing: --out must be a finished classify run.")
+    saved = json.loads(cv_path.read_text())["config"]
+    known = set(ClassifierTrainConfig.__dataclass_fields__) - {"augment", "deadline"}
+    fields = {name: value for name, value in saved.items() if name in known}
+    config = ClassifierTrainConfig(**fields)
+    arrays = _load_arrays(
+        args, image_size=config.image_size, channels=config.channels, with_masks=False
+    )
+    extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
+    path = ship_classifier(
+        args.out,
+        arrays,
+        config,
+        name=args.name,
+        models_dir=args.models_dir or SAVED_MODELS_DIR,
+        **extra,
+    )
+    LOGGER.info("wrote %s", path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 on bad input)."""
     args = build_parser().parse_args(argv)
@@ -251,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_segment(args)
         if args.task == "classify":
             return run_classify(args)
+        if args.task == "baseline":
+            return run_baseline(args)
+        if args.task == "ship-classifier":
+            return run_ship_classifier(args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

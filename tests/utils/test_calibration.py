@@ -9,6 +9,7 @@ from utils.calibration import (
     REFER_MIN_CONFIDENCE,
     TTAResult,
     apply_temperature,
+    cross_fitted_probabilities,
     expected_calibration_error,
     fit_temperature,
     normalized_entropy,
@@ -248,3 +249,48 @@ def test_should_refer_on_tta_output(images: np.ndarray) -> None:
 def test_should_refer_rejects_bad_input(entropy, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         should_refer(np.full((2, 3), 1 / 3), entropy, **kwargs)
+
+
+# ----------------------------------------------------------------------------- cross-fitting
+
+
+def _overconfident_logits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, count)
+    logits = rng.normal(0, 1, (count, 3))
+    logits[np.arange(count), labels] += 1.0
+    return logits * 4.0, labels  # 4x too sharp: the fitted temperature is about 4
+
+
+def test_cross_fitting_scales_each_half_with_the_other_halfs_temperature() -> None:
+    logits, labels = _overconfident_logits(400, 0)
+    groups = [f"g{index // 2}" for index in range(400)]
+    probs = cross_fitted_probabilities(logits, labels, groups, seed=1)
+    first_half = np.random.default_rng(1).permutation(np.unique(groups))[:100]
+    in_first = np.isin(groups, first_half)
+    other_t = fit_temperature(logits[~in_first], labels[~in_first])
+    np.testing.assert_allclose(probs[in_first], apply_temperature(logits[in_first], other_t))
+    assert 2.5 < other_t < 6.0
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+
+
+def test_cross_fitted_ece_is_not_better_than_in_sample() -> None:
+    logits, labels = _overconfident_logits(300, 3)
+    groups = [str(index) for index in range(300)]
+    in_sample = apply_temperature(logits, fit_temperature(logits, labels))
+    held_out = cross_fitted_probabilities(logits, labels, groups)
+    assert (
+        expected_calibration_error(held_out, labels)
+        >= expected_calibration_error(in_sample, labels) - 0.02
+    )
+    assert expected_calibration_error(held_out, labels) < expected_calibration_error(
+        softmax(logits, axis=1), labels
+    )
+
+
+def test_cross_fitting_needs_one_group_per_image_and_two_groups() -> None:
+    logits, labels = _overconfident_logits(10, 0)
+    with pytest.raises(ConfigError, match="one entry per image; received 3 for 10 images"):
+        cross_fitted_probabilities(logits, labels, ["a", "b", "c"])
+    with pytest.raises(ConfigError, match="at least 2 groups; received 1"):
+        cross_fitted_probabilities(logits, labels, ["a"] * 10)

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -469,3 +470,54 @@ def save_classification_plots(
             figure.write_html(out_dir / f"{stem}.html", include_plotlyjs="directory")
             written.append(out_dir / f"{stem}.html")
     return written
+
+
+def _thinned(fpr: np.ndarray, tpr: np.ndarray, max_points: int) -> tuple[list[float], list[float]]:
+    """At most ``max_points`` points of a ROC curve, always keeping both ends."""
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return [round(float(v), 4) for v in fpr], [round(float(v), 4) for v in tpr]
+
+
+def classification_plot_data(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    n_bins: int = DEFAULT_ECE_BINS,
+    max_roc_points: int = 60,
+) -> dict[str, Any]:
+    """The numbers behind the ROC, reliability and confusion plots, JSON-ready (for cards).
+
+    Returns:
+        ``class_names``, ``roc`` (``{class: {fpr, tpr, auc}}`` one-vs-rest, present
+        classes only), ``reliability`` (``edges``, ``counts``, ``mean_confidence``,
+        ``accuracy``; ``None`` for empty bins) and ``confusion_matrix`` (rows true).
+
+    Raises:
+        ConfigError: Bad inputs.
+    """
+    probs, labels, names = _validate(probs, labels, class_names)
+    roc = {}
+    for name, fpr, tpr, auc in _roc_curves(probs, labels, names):
+        fpr_points, tpr_points = _thinned(fpr, tpr, max_roc_points)
+        roc[name] = {"fpr": fpr_points, "tpr": tpr_points, "auc": auc}
+    bins = reliability_bins(probs, labels, n_bins)
+
+    def listed(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(v) else round(float(v), 4) for v in values]
+
+    return {
+        "class_names": names,
+        "roc": roc,
+        "reliability": {
+            "edges": [round(float(v), 4) for v in bins.edges],
+            "counts": [int(v) for v in bins.counts],
+            "mean_confidence": listed(bins.mean_confidence),
+            "accuracy": listed(bins.accuracy),
+        },
+        "confusion_matrix": confusion_matrix(
+            labels, probs.argmax(axis=1), labels=list(range(len(names)))
+        ).tolist(),
+    }

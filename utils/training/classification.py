@@ -52,6 +52,7 @@ from utils.calibration import (
     REFER_MAX_ENTROPY,
     REFER_MIN_CONFIDENCE,
     apply_temperature,
+    cross_fitted_probabilities,
     expected_calibration_error,
     fit_temperature,
     should_refer,
@@ -90,6 +91,7 @@ CV_SUMMARY_KEYS = (
     "auc_malignant",
     "ece",
     "ece_before",
+    "ece_in_sample",
     "temperature",
     "tta_accuracy",
     "referral_rate",
@@ -280,7 +282,8 @@ def _class_weights(
     return weights, {config.class_names[index]: weight for index, weight in weights.items()}
 
 
-def _build_architecture(config: ClassifierTrainConfig, weights: str | None) -> keras.Model:
+def build_architecture(config: ClassifierTrainConfig, weights: str | None) -> keras.Model:
+    """The configured classifier, built with ``weights`` (None: random initialisation)."""
     return build_classifier(
         config.arch,
         input_shape=config.input_shape,
@@ -369,7 +372,10 @@ def calibrate_and_evaluate(
 
     Returns:
         The temperature and the report: :func:`classification_report` of the
-        temperature-scaled probabilities (without per-image rows), ``ece_before`` (ECE
+        probabilities temperature-scaled by cross-fitting over two group halves of
+        ``val`` (:func:`utils.calibration.cross_fitted_probabilities`, so ``ece`` is
+        held out), ``ece_in_sample`` (ECE with the temperature fitted on all of
+        ``val``), ``ece_before`` (ECE
         of the raw softmax), ``temperature`` and, with ``evaluate_tta``, the
         :func:`referral_report` keys.
     """
@@ -378,10 +384,16 @@ def calibrate_and_evaluate(
     logits_of = logit_function(model, config.input_shape, config.batch_size)
     logits = logits_of(images)
     temperature = fit_temperature(logits, labels)
+    # Metrics use cross-fitted temperatures: the fold never calibrates itself.
     report = classification_report(
-        apply_temperature(logits, temperature), labels, config.class_names
+        cross_fitted_probabilities(logits, labels, val.groups, seed=config.seed),
+        labels,
+        config.class_names,
     )
     report["ece_before"] = expected_calibration_error(apply_temperature(logits, 1.0), labels)
+    report["ece_in_sample"] = expected_calibration_error(
+        apply_temperature(logits, temperature), labels
+    )
     report["temperature"] = temperature
     if config.evaluate_tta:
         report.update(
@@ -542,7 +554,7 @@ def train_classifier(
         augment_config=config.augment,
     )
     configure_precision(config.mixed_precision)
-    model = _build_architecture(config, config.weights)
+    model = build_architecture(config, config.weights)
     started = time.perf_counter()
     epochs_run, deadline_hit = _fit_all_phases(
         model,
@@ -666,7 +678,7 @@ def train_final_classifier(
         augment_config=config.augment,
     )
     configure_precision(config.mixed_precision)
-    model = _build_architecture(config, config.weights)
+    model = build_architecture(config, config.weights)
     epochs_run, deadline_hit = _fit_all_phases(
         model,
         config,
@@ -701,7 +713,7 @@ def export_classifier(model: keras.Model, config: ClassifierTrainConfig) -> kera
     ``weights`` so exporting never downloads ImageNet weights again.
     """
     configure_precision(False)
-    exported = _build_architecture(config, None)
+    exported = build_architecture(config, None)
     exported.set_weights(model.get_weights())
     return exported
 

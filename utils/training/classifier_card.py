@@ -1,0 +1,189 @@
+"""From a finished classifier run to a shipped bundle with an honest model card.
+
+A run folder made by ``python -m utils.train classify --folds K --final`` holds one
+``fold_<k>/best.weights.h5`` per fold, ``cv.json`` and ``final/`` (model and
+``final.json``). This module:
+
+* rebuilds each fold's best model and predicts the images that fold held out, giving
+  out-of-fold probabilities for every image (temperature cross-fitted within the fold,
+  as in training), from which pooled CV metrics and the ROC, reliability and confusion
+  plots of the model card are computed;
+* writes ``saved_models/<name>.{keras,json,md}`` with the card: what the model was
+  trained from and on, CV mean ± sd per fold, pooled metrics, calibration, the refer
+  rule, and known limitations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from utils.calibration import cross_fitted_probabilities
+from utils.errors import ConfigError
+from utils.evaluation.classification import classification_plot_data, classification_report
+from utils.labels import encode_labels
+from utils.model_card import save_model_bundle
+from utils.paths import SAVED_MODELS_DIR
+from utils.training.arrays import TrainingArrays
+from utils.training.classification import (
+    ClassifierTrainConfig,
+    build_architecture,
+    logit_function,
+)
+from utils.training.common import describe_training_data, grouped_cv_folds
+
+LOGGER = logging.getLogger(__name__)
+
+
+def out_of_fold_probabilities(
+    arrays: TrainingArrays, config: ClassifierTrainConfig, cv_dir: Path, n_folds: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probabilities of every image from the fold model that never saw it.
+
+    Args:
+        arrays: The examples the CV ran on (same order, as loaded for training).
+        config: The run's configuration (architecture, input shape, seed).
+        cv_dir: Folder holding ``fold_<k>/best.weights.h5``.
+        n_folds: Number of folds of the run.
+
+    Returns:
+        (N, C) probabilities and (N,) true class indices.
+
+    Raises:
+        ConfigError: A fold's weights are missing.
+    """
+    labels = encode_labels(arrays.labels, config.class_names)
+    probabilities = np.zeros((len(arrays), len(config.class_names)))
+    for fold, (_, val_idx) in enumerate(grouped_cv_folds(arrays, n_folds, config.seed)):
+        weights = cv_dir / f"fold_{fold}" / "best.weights.h5"
+        if not weights.exists():
+            raise ConfigError(f"Fold {fold} has no weights at {weights}; finish the CV first.")
+        model = _model_from_weights(config, weights)
+        images = arrays.images[val_idx].astype(np.float32) / 255.0
+        logits = logit_function(model, config.input_shape, config.batch_size)(images)
+        val_groups = [arrays.groups[i] for i in val_idx]
+        probabilities[val_idx] = cross_fitted_probabilities(
+            logits, labels[val_idx], val_groups, seed=config.seed
+        )
+    return probabilities, labels
+
+
+def _model_from_weights(config: ClassifierTrainConfig, weights: Path) -> keras.Model:
+    model = build_architecture(config, None)
+    model.load_weights(weights)
+    return model
+
+
+def pooled_cv_section(
+    probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Pooled out-of-fold metrics and plot data for the card."""
+    report = classification_report(probabilities, labels, class_names)
+    return {
+        "what": "every image predicted by the fold model that held it out; temperature "
+        "cross-fitted within its fold",
+        "metrics": report,
+        "plots": classification_plot_data(probabilities, labels, class_names),
+    }
+
+
+def _fold_rows(cv: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ("fold", "n_train", "n_val", "epochs_run", "accuracy", "balanced_accuracy")
+    keys += ("macro_auc", "auc_malignant", "ece", "ece_in_sample", "temperature")
+    return [{key: fold.get(key) for key in keys} for fold in cv["folds"]]
+
+
+def build_classifier_card(
+    cv: dict[str, Any],
+    final: dict[str, Any],
+    pooled: dict[str, Any],
+    training_data: dict[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """The card of a cross-validated, finally trained classifier.
+
+    Args:
+        cv: The run's ``cv.json``.
+        final: The run's ``final/final.json``.
+        pooled: :func:`pooled_cv_section` of the run.
+        training_data: :func:`utils.training.common.describe_training_data`.
+        **fields: More card fields (title, status, version, trained_from, training,
+            comparisons, limitations, ...); they override the defaults.
+    """
+    config = final["config"]
+    first_fold = cv["folds"][0] if cv["folds"] else {}
+    card = {
+        "task": "classification",
+        "architecture": final["architecture"],
+        "input_shape": final["input_shape"],
+        "class_names": final["class_names"],
+        "temperature": final["temperature"],
+        "input": f"grey-scale B-mode image resized to {final['input_shape'][0]} px square "
+        "(area interpolation), float in [0, 1]",
+        "output": "class probabilities (softmax of logits / temperature)",
+        "trained_from": "random initialisation (no pretrained weights of any kind)"
+        if not config.get("weights")
+        else f"weights {config['weights']}",
+        "training_data": training_data,
+        "cv": {
+            "protocol": f"grouped {cv['n_folds']}-fold CV (groups: patients or near-duplicate "
+            "families; stratified by dataset and label); early stopping and the temperature "
+            "use the held-out fold, and the reported ECE cross-fits the temperature on the "
+            "other half of that fold's groups",
+            "summary": cv["summary"],
+            "folds": _fold_rows(cv),
+        },
+        "cv_pooled": pooled,
+        "calibration": {
+            "method": "temperature scaling; shipped temperature = mean of the per-fold "
+            "temperatures",
+            "temperature": final["temperature"],
+            "ece_held_out": cv["summary"].get("ece"),
+            "ece_before_scaling": cv["summary"].get("ece_before"),
+        },
+        "refer_rule": first_fold.get("referral_rule"),
+        "final_training": {
+            "n_images": final["n_images"],
+            "epochs_run": final["epochs_run"],
+            "class_weights": final["class_weights"],
+            "config": config,
+        },
+    }
+    card.update(fields)
+    return card
+
+
+def ship_classifier(
+    run_dir: Path,
+    arrays: TrainingArrays,
+    config: ClassifierTrainConfig,
+    *,
+    name: str = "ultrasound_classifier",
+    models_dir: Path = SAVED_MODELS_DIR,
+    **fields: Any,
+) -> Path:
+    """Write the run's final model and card as ``models_dir/name.{keras,json,md}``.
+
+    Raises:
+        ConfigError: The run has no ``cv.json``, no final model, or missing fold weights.
+    """
+    cv_path, final_dir = run_dir / "cv.json", run_dir / "final"
+    for required in (cv_path, final_dir / "model.keras", final_dir / "final.json"):
+        if not required.exists():
+            raise ConfigError(f"{required} is missing: run the CV and --final first.")
+    cv = json.loads(cv_path.read_text())
+    final = json.loads((final_dir / "final.json").read_text())
+    # The final model may have trained before the CV finished: take the CV temperature.
+    final["temperature"] = cv["summary"]["temperature"]["mean"] or 1.0
+    probabilities, labels = out_of_fold_probabilities(arrays, config, run_dir, cv["n_folds"])
+    pooled = pooled_cv_section(probabilities, labels, config.class_names)
+    card = build_classifier_card(cv, final, pooled, describe_training_data(arrays), **fields)
+    model = keras.models.load_model(final_dir / "model.keras", compile=False)
+    path = save_model_bundle(model, name, card, models_dir=models_dir)
+    LOGGER.info("shipped %s (pooled CV accuracy %.3f)", path, pooled["metrics"]["accuracy"])
+    return path
