@@ -1,6 +1,7 @@
 """Plotly figures of the evaluation data a model card records (ROC, reliability, confusion).
 
-The data format is the one :func:`utils.evaluation.card_curves.card_curves` writes.
+The data format is the one
+:func:`utils.evaluation.classification.classification_plot_data` writes.
 Each ``*_figure`` function checks the card's data first and raises
 :class:`~utils.errors.ModelError` naming what is wrong, so a malformed card gives a
 message on the page rather than a wrong plot. Nothing is filled in: an AUC absent from
@@ -21,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 from sklearn.metrics import auc as area_under_curve
 
-from helpers.model_cards import evaluation_value
+from helpers.model_card_metrics import evaluation_class_names, evaluation_value
 from utils.calibration import ReliabilityBins
 from utils.errors import ModelError
 
@@ -200,17 +201,9 @@ class CardPlot:
 
 _PLOTS: Final = (
     ("ROC curves", ("roc", "roc_curves")),
-    ("Reliability (calibration)", ("calibration", "reliability")),
+    ("Reliability (calibration)", ("reliability", "calibration")),
     ("Confusion matrix", ("confusion_matrix",)),
 )
-
-
-def _class_names(card: dict[str, Any]) -> list[str] | None:
-    evaluation = card.get("evaluation")
-    if isinstance(evaluation, dict) and isinstance(evaluation.get("class_names"), list):
-        return evaluation["class_names"]
-    names = card.get("class_names")
-    return names if isinstance(names, list) else None
 
 
 def card_plots(card: dict[str, Any]) -> list[CardPlot]:
@@ -233,10 +226,10 @@ def card_plots(card: dict[str, Any]) -> list[CardPlot]:
             value, where = found
             if keys[0] == "roc":
                 figure = roc_figure(value)
-            elif keys[0] == "calibration":
+            elif keys[0] == "reliability":
                 figure = reliability_figure(value)
             else:
-                figure = confusion_figure(value, _class_names(card))
+                figure = confusion_figure(value, evaluation_class_names(card))
             plots.append(CardPlot(title, figure, f"from the card's {where}"))
         except ModelError as error:
             plots.append(CardPlot(title, None, f"cannot be plotted: {error}", malformed=True))

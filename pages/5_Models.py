@@ -9,13 +9,17 @@ import streamlit as st
 
 from helpers.home import DISCLAIMER
 from helpers.model_card_figures import card_plots
+from helpers.model_card_metrics import (
+    cv_fold_rows,
+    cv_summary_rows,
+    per_class_rows,
+    pooled_metric_rows,
+)
 from helpers.model_cards import (
     BundleCard,
     bundle_cards,
     cached_weights_info,
     card_rows,
-    cv_fold_rows,
-    cv_summary_rows,
     loaded_by,
     overview_rows,
     setting_rows,
@@ -84,6 +88,17 @@ def show_bundle(bundle: BundleCard) -> None:
     if folds is not None:
         st.markdown("**Per fold**")
         st.dataframe(folds, hide_index=True, width="stretch")
+
+    pooled = pooled_metric_rows(card)
+    if pooled is not None:
+        st.markdown("**Pooled out-of-fold metrics**")
+        what = card.get("cv_pooled", {}).get("what")
+        if what:
+            st.caption(f"Predictions: {what}.")
+        st.dataframe(pooled, hide_index=True, width="stretch")
+        classes = per_class_rows(card)
+        if classes is not None:
+            st.dataframe(classes, hide_index=True, width="stretch")
 
     st.subheader("Evaluation plots")
     for column, plot in zip(st.columns(3), card_plots(card), strict=True):

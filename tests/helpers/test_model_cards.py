@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,18 @@ from helpers.model_card_figures import (
     reliability_figure,
     roc_figure,
 )
+from helpers.model_card_metrics import (
+    cv_fold_rows,
+    cv_summary_rows,
+    evaluation_class_names,
+    evaluation_value,
+    per_class_rows,
+    pooled_metric_rows,
+)
 from helpers.model_cards import (
     bundle_cards,
     cached_weights_info,
     card_rows,
-    cv_fold_rows,
-    cv_summary_rows,
-    evaluation_value,
     loaded_by,
     overview_rows,
     setting_rows,
@@ -29,18 +35,40 @@ from helpers.model_cards import (
 )
 from tests.utils.inference.test_bundle import save_classifier_bundle, save_segmenter_bundle
 from utils.errors import ModelError
-from utils.evaluation.card_curves import card_curves
+from utils.evaluation.classification import classification_plot_data
+from utils.training.classifier_card import build_classifier_card, pooled_cv_section
 
 NAMES = ["normal", "benign", "malignant"]
 
 
-def synthetic_evaluation(seed: int = 0, n: int = 90) -> dict:
-    """card_curves of random but informative predictions (a real producer, no made-up data)."""
+def _predictions(seed: int = 0, n: int = 90) -> tuple[np.ndarray, np.ndarray]:
+    """Random but informative probabilities of 3 classes and their true labels."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 3
     logits = rng.normal(size=(n, 3)) + 2.0 * np.eye(3)[labels]
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return card_curves(probs, labels, NAMES, source="synthetic test predictions")
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), labels
+
+
+def synthetic_evaluation(seed: int = 0) -> dict:
+    """Plot data written by the real producer from synthetic predictions."""
+    return classification_plot_data(*_predictions(seed), NAMES)
+
+
+def shipped_card() -> dict:
+    """A card as utils.training.classifier_card ships it, from synthetic predictions."""
+    cv = cv_block()
+    final = {
+        "config": {"weights": None},
+        "architecture": "compact_cnn",
+        "input_shape": [32, 32, 1],
+        "class_names": NAMES,
+        "temperature": 1.3,
+        "n_images": 90,
+        "epochs_run": 3,
+        "class_weights": dict.fromkeys(NAMES, 1.0),
+    }
+    pooled = pooled_cv_section(*_predictions(), tuple(NAMES))
+    return build_classifier_card(cv, final, pooled, {"n_images": 90}, version="test")
 
 
 def cv_block() -> dict:
@@ -53,6 +81,7 @@ def cv_block() -> dict:
     summary = {
         "accuracy": {"mean": 0.75, "sd": 0.0707, "n": 2},
         "macro_auc": {"mean": None, "sd": None, "n": 0},
+        "ece": {"mean": 0.05, "sd": 0.0, "n": 2},
     }
     return {"n_folds": 2, "folds": folds, "summary": summary}
 
@@ -183,15 +212,54 @@ def test_cv_fold_rows_keep_numeric_columns_only() -> None:
 # ----------------------------------------------------------------------------- evaluation data
 
 
-def test_evaluation_value_prefers_evaluation_then_cv_then_top_level() -> None:
-    card = {"confusion_matrix": [[1]], "cv": {"confusion_matrix": [[2]]}, "evaluation": {"roc": {}}}
-    assert evaluation_value(card, "confusion_matrix") == ([[2]], "cv.confusion_matrix")
-    assert evaluation_value(card, "roc") == ({}, "evaluation.roc")
-    assert evaluation_value({"reliability": {"a": 1}}, "calibration", "reliability") == (
-        {"a": 1},
-        "reliability",
+def test_evaluation_value_prefers_pooled_plots_then_evaluation_then_cv() -> None:
+    card = {
+        "calibration": {"method": "temperature scaling"},  # settings, not plot data
+        "cv_pooled": {"plots": {"roc": {"a": 1}}},
+        "evaluation": {"roc": {}, "confusion_matrix": [[1]]},
+        "cv": {"confusion_matrix": [[2]], "reliability": {"edges": []}},
+    }
+    assert evaluation_value(card, "roc") == ({"a": 1}, "cv_pooled.plots.roc")
+    assert evaluation_value(card, "confusion_matrix") == ([[1]], "evaluation.confusion_matrix")
+    assert evaluation_value(card, "reliability", "calibration") == (
+        {"edges": []},
+        "cv.reliability",
     )
+    assert evaluation_value({"calibration": {"edges": []}}, "reliability", "calibration") is None
     assert evaluation_value({}, "roc") is None
+
+
+def test_class_names_come_with_the_plot_data() -> None:
+    card = {"class_names": ["a", "b"], "cv_pooled": {"plots": {"class_names": ["x", "y"]}}}
+    assert evaluation_class_names(card) == ["x", "y"]
+    assert evaluation_class_names({"class_names": ["a", "b"]}) == ["a", "b"]
+    assert evaluation_class_names({}) is None
+
+
+def test_a_shipped_card_shows_its_pooled_metrics_and_settings() -> None:
+    card = shipped_card()
+    pooled = card["cv_pooled"]["metrics"]
+    rows = {row["metric"]: row for row in pooled_metric_rows(card)}
+    assert rows["n"]["value"] == "90"
+    assert rows["accuracy"]["value"] == f"{pooled['accuracy']:.3f}"
+    low, high = pooled["ci95"]["accuracy"]
+    assert rows["accuracy"]["95% CI"] == f"{low:.3f} – {high:.3f}"
+    assert rows["ece"]["95% CI"] == "not recorded"
+    classes = per_class_rows(card)
+    assert [row["class"] for row in classes] == NAMES
+    assert classes[2]["support"] == 30
+    settings = {row["setting"]: row["value"] for row in setting_rows(card)}
+    assert settings["temperature"] == "1.3"
+    assert settings["calibration.method"].startswith("temperature scaling")
+    assert cv_summary_rows(card)[0]["metric"] == "accuracy"
+    assert pooled_metric_rows({"task": "classification"}) is None
+    assert per_class_rows({"task": "classification"}) is None
+
+
+def test_pooled_metrics_not_computable_say_so() -> None:
+    card = {"cv_pooled": {"metrics": {"n": 4, "auc_malignant": None, "ci95": None}}}
+    rows = {row["metric"]: row["value"] for row in pooled_metric_rows(card)}
+    assert rows == {"n": "4", "auc_malignant": "n/a (not computable on these images)"}
 
 
 def test_a_confusion_matrix_only_in_the_folds_is_their_sum() -> None:
@@ -213,19 +281,24 @@ def test_fold_matrices_that_cannot_be_summed_are_a_model_error(matrices, message
         evaluation_value(card, "confusion_matrix")
 
 
-def test_card_plots_draw_the_recorded_curves() -> None:
-    evaluation = synthetic_evaluation()
-    roc, reliability, confusion = card_plots({"class_names": NAMES, "evaluation": evaluation})
-    assert roc.note == "from the card's evaluation.roc"
+def test_card_plots_draw_the_recorded_curves_of_a_shipped_card() -> None:
+    card = shipped_card()
+    plots = card["cv_pooled"]["plots"]
+    roc, reliability, confusion = card_plots(card)
+    assert roc.note == "from the card's cv_pooled.plots.roc"
     traces = {trace.name: trace for trace in roc.figure.data}
-    auc = evaluation["roc"]["malignant"]["auc"]
+    auc = plots["roc"]["malignant"]["auc"]
     assert f"malignant (AUC {auc:.3f})" in traces
     np.testing.assert_allclose(
-        traces[f"malignant (AUC {auc:.3f})"].x, evaluation["roc"]["malignant"]["fpr"]
+        traces[f"malignant (AUC {auc:.3f})"].x, plots["roc"]["malignant"]["fpr"]
     )
-    assert f"ECE {evaluation['calibration']['ece']:.3f}" in reliability.figure.layout.title.text
+    # The ECE computed from the recorded bins matches the card's pooled ECE.
+    title = reliability.figure.layout.title.text
+    ece = float(re.search(r"ECE ([\d.]+)", title).group(1))
+    assert ece == pytest.approx(card["cv_pooled"]["metrics"]["ece"], abs=1.5e-3)
+    assert reliability.note == "from the card's cv_pooled.plots.reliability"
     heatmap = confusion.figure.data[0]
-    assert np.array_equal(np.array(heatmap.z), np.array(evaluation["confusion_matrix"]))
+    assert np.array_equal(np.array(heatmap.z), np.array(plots["confusion_matrix"]))
     assert list(heatmap.x) == NAMES
 
 

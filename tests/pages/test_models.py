@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import helpers.model_cards
-from tests.helpers.test_model_cards import cv_block, synthetic_evaluation
+from tests.helpers.test_model_cards import shipped_card
 from tests.utils.inference.test_bundle import save_classifier_bundle, save_segmenter_bundle
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -38,12 +38,7 @@ def _texts(app: AppTest) -> str:
 @pytest.fixture
 def models_dir(tmp_path: Path) -> Path:
     save_segmenter_bundle(tmp_path, limitations=["Tiny test model: knows nothing."])
-    save_classifier_bundle(
-        tmp_path,
-        evaluation=synthetic_evaluation(),
-        cv=cv_block(),
-        training_data={"datasets": {"synthetic": 90}},
-    )
+    save_classifier_bundle(tmp_path, **shipped_card())
     return tmp_path
 
 
@@ -72,7 +67,8 @@ def test_every_bundle_gets_a_tab_with_its_card_plots_and_weights(
         assert digest in texts
     assert "0.750 ± 0.071" in texts  # the CV summary
     assert "Tiny test model: knows nothing." in texts  # limitations
-    assert "From the card's evaluation.roc" in texts
+    assert "From the card's cv_pooled.plots.roc" in texts
+    assert "Predictions: every image predicted by the fold model" in texts
     assert "not loaded by the Analyse page" in texts
 
 
@@ -80,7 +76,7 @@ def test_an_invalid_card_is_shown_with_the_reason(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     card = json.loads((models_dir / "tiny_classifier.json").read_text())
-    card["evaluation"]["roc"] = "excellent"
+    card["cv_pooled"]["plots"]["roc"] = "excellent"
     del card["class_names"]
     (models_dir / "tiny_classifier.json").write_text(json.dumps(card))
     app = _page(models_dir, monkeypatch)
