@@ -21,7 +21,7 @@ from typing import Any, Final
 import streamlit as st
 
 from helpers.model_card_metrics import format_value
-from utils.errors import ModelError
+from utils.errors import ModelError, TumorLensError
 from utils.inference.bundle import (
     DEFAULT_CLASSIFIER_BUNDLE,
     DEFAULT_SEGMENTER_BUNDLE,
@@ -34,6 +34,7 @@ from utils.paths import SAVED_MODELS_DIR
 __all__ = [
     "MODELS_DIR",
     "BundleCard",
+    "TumorLensError",
     "WeightsInfo",
     "bundle_cards",
     "cached_weights_info",

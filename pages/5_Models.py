@@ -17,6 +17,7 @@ from helpers.model_card_metrics import (
 )
 from helpers.model_cards import (
     BundleCard,
+    TumorLensError,
     bundle_cards,
     cached_weights_info,
     card_rows,
@@ -24,7 +25,6 @@ from helpers.model_cards import (
     overview_rows,
     setting_rows,
 )
-from utils.errors import TumorLensError
 
 NOT_RECORDED = "not recorded in this card"
 
