@@ -36,6 +36,8 @@ from utils.evaluation.classification import (
 __all__ = ["CardPlot", "card_plots", "confusion_figure", "reliability_figure", "roc_figure"]
 
 _FIGURE_HEIGHT = 420
+# The page puts three plots side by side: a legend beside a plot would squeeze it.
+_LEGEND_BELOW: Final = {"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0}
 
 
 def _unit_floats(values: Any, what: str, *, allow_null: bool = False) -> np.ndarray:
@@ -96,7 +98,9 @@ def roc_figure(roc: Any) -> go.Figure:
     if not curves:
         raise ModelError("roc holds no curve.")
     figure = _roc_figure(curves)
-    figure.update_layout(height=_FIGURE_HEIGHT, xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+    figure.update_layout(
+        height=_FIGURE_HEIGHT, xaxis_range=[0, 1], yaxis_range=[0, 1.02], legend=_LEGEND_BELOW
+    )
     return figure
 
 
@@ -142,7 +146,7 @@ def reliability_figure(calibration: Any) -> go.Figure:
         gaps = np.abs(accuracy[filled] - confidence[filled])
         ece = float(np.sum(bins.counts[filled] * gaps) / max(int(bins.counts.sum()), 1))
     figure = _reliability_figure(bins, float(ece))
-    figure.update_layout(height=_FIGURE_HEIGHT)
+    figure.update_layout(height=_FIGURE_HEIGHT, legend=_LEGEND_BELOW)
     return figure
 
 

@@ -103,14 +103,13 @@ def show_bundle(bundle: BundleCard) -> None:
     st.subheader("Evaluation plots")
     for column, plot in zip(st.columns(3), card_plots(card), strict=True):
         with column:
-            st.markdown(f"**{plot.title}**")
-            if plot.figure is not None:
+            if plot.figure is not None:  # the figure carries its own title
                 st.plotly_chart(plot.figure, width="stretch", config={"displayModeBar": False})
                 st.caption(plot.note.capitalize())
             elif plot.malformed:
-                st.warning(plot.note.capitalize())
+                st.warning(f"{plot.title}: {plot.note}")
             else:
-                st.info(plot.note.capitalize())
+                st.info(f"{plot.title}: {plot.note}")
 
     st.subheader("Training data")
     if "training_data" in card:
