@@ -66,3 +66,21 @@ class ModelError(TumorLensError):
     """A model or weights file is missing, unreadable or incompatible."""
 
     http_status = 500
+
+
+class ReviewConflictError(TumorLensError):
+    """A review changed since it was loaded (or already exists), so saving would overwrite it."""
+
+    http_status = 409
+
+
+class ReviewNotFoundError(TumorLensError):
+    """No review exists for that case and reviewer."""
+
+    http_status = 404
+
+
+class StorageError(TumorLensError):
+    """The review database cannot be opened, read or written."""
+
+    http_status = 503

@@ -17,11 +17,18 @@ recognises: the BUSI class-folder root or a folder above it, BUS-BRA's original 
   Grad-CAM falls on the marks, and how much the outputs change when the marks are
   inpainted away (:mod:`utils.evaluation.shortcuts`); ``--data`` may repeat.
 
+* ``patch``: an H&E patch classifier (default ``pcam_patch_classifier``) on a labelled
+  PCam (Kaggle layout) or BreakHis folder: the ``classify`` metrics, plus the AUC of the
+  positive class with its bootstrap interval; ``--features OUT.npy`` also writes the
+  pooled CNN features of the evaluated patches (rows in ``per_image`` order).
+
 Examples::
 
     python -m utils.evaluate segment --data ../shared/datasets/busi --json eval/busi_seg.json
     python -m utils.evaluate classify --data ../shared/datasets/bus-bra \\
         --json eval/busbra_cls.json --model saved_models/ultrasound_classifier.keras
+    python -m utils.evaluate patch --data ../shared/datasets/pcam_sample \\
+        --json eval/pcam.json --features eval/pcam_features.npy
 
 Exit status: 0 on success, 2 on a bad input (missing folder, unknown model...), with the
 reason printed to stderr as ``error: <message>``.
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
 _DEFAULT_BATCH_SIZE = 16
 _SEGMENTATION_FIGURE = "segmentation_cases.png"
 _NORMAL = "normal"
+_DEFAULT_PATCH_BUNDLE = "pcam_patch_classifier"
 
 _Item = TypeVar("_Item")
 
@@ -93,7 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
     shortcuts.add_argument("--limit", type=int, default=200, help="images with marks to measure")
     shortcuts.add_argument("--seed", type=int, default=0, help="order in which images are scanned")
     shortcuts.set_defaults(batch_size=_DEFAULT_BATCH_SIZE)
+    _add_patch_parser(tasks)
     return parser
+
+
+def _add_patch_parser(tasks: argparse._SubParsersAction) -> None:
+    sub = tasks.add_parser("patch", help="H&E patch classifier (PCam, BreakHis)")
+    sub.add_argument("--data", type=Path, required=True, help="PCam or BreakHis folder")
+    sub.add_argument("--json", type=Path, required=True, help="report file to write")
+    sub.add_argument(
+        "--model",
+        default=_DEFAULT_PATCH_BUNDLE,
+        help=f"bundle name in saved_models/ or a .keras path (default: {_DEFAULT_PATCH_BUNDLE})",
+    )
+    sub.add_argument("--dataset", default="auto", help="pcam | breakhis | auto (default)")
+    sub.add_argument(
+        "--figures", type=Path, default=None, help="figure folder (default: beside --json)"
+    )
+    sub.add_argument("--batch-size", type=int, default=_DEFAULT_BATCH_SIZE)
+    sub.add_argument(
+        "--features", type=Path, default=None, help="also write pooled features (.npy)"
+    )
+    sub.add_argument("--feature-layer", default=None, help="default: the global pool")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "segment": run_segment,
         "classify": run_classify,
         "shortcuts": run_shortcuts,
+        "patch": run_patch,
     }
     try:
         if args.batch_size < 1:
@@ -331,6 +361,41 @@ def _classify_records(
             chunks.append(classifier.predict_probabilities(images))
             bar.update(len(chunk))
     return np.concatenate(chunks)
+
+
+# ----------------------------------------------------------------------------- patch
+
+
+def run_patch(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate an H&E patch classifier on ``args.data``; returns the JSON-ready report.
+
+    Raises:
+        ConfigError: Unknown ``--dataset``.
+        DatasetError: The folder is missing, not PCam/BreakHis, or has no usable image.
+        ImageDimensionError: A PCam patch is not 96x96 RGB.
+        ModelError: The model bundle is missing or invalid.
+    """
+    from utils.evaluation.patch import evaluate_patch_classifier, resolve_patch_dataset
+    from utils.inference.classifier import LesionClassifier
+
+    # The data folder is checked first: a wrong path then fails before the model loads.
+    dataset = resolve_patch_dataset(args.data, args.dataset)
+    classifier = LesionClassifier.from_bundle(args.model, batch_size=args.batch_size)
+    body = evaluate_patch_classifier(
+        classifier,
+        args.data,
+        dataset=dataset,
+        batch_size=args.batch_size,
+        figures_dir=args.figures or args.json.parent,
+        features_path=args.features,
+        feature_layer=args.feature_layer,
+    )
+    return {
+        "task": "classification",
+        "model": _model_info(args.model, classifier.card, temperature=classifier.temperature),
+        "data": str(args.data),
+        **body,
+    }
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -14,6 +14,10 @@ Examples::
     python -m utils.train classify --data ../shared/datasets/busi --folds 5 --final \\
         --weights efficientnetb0_notop.h5 --out runs/cls
 
+    # H&E patches: 5-fold CV, then the final PCam classifier and its bundle
+    python -m utils.train patch --dataset pcam --data /data/pcam --arch compact_cnn \\
+        --folds 5 --out runs/pcam --export
+
     # resume after a crash: run the same command again (state is in --out)
 """
 
@@ -133,7 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument(
         "--card-extra", type=Path, default=None, help="JSON of further card fields (limitations...)"
     )
+    _add_patch_parser(tasks)
     return parser
+
+
+def _add_patch_parser(tasks: argparse._SubParsersAction) -> None:
+    patch = tasks.add_parser("patch", help="H&E patch classifier (PCam, BreakHis)")
+    _add_common_options(patch)
+    patch.add_argument("--dataset", required=True, help="pcam | breakhis")
+    patch.add_argument(
+        "--subtypes", action="store_true", help="BreakHis: the 8 subtypes, not benign/malignant"
+    )
+    patch.add_argument("--weights", default=None, help="'imagenet' or a local weights file")
+    patch.add_argument("--dropout", type=float, default=None)
+    patch.add_argument("--class-weighting", action=argparse.BooleanOptionalAction, default=None)
+    patch.add_argument(
+        "--tta", dest="evaluate_tta", action=argparse.BooleanOptionalAction, default=None
+    )
+    # The final model is trained unless --no-final (--final is accepted and a no-op).
+    patch.set_defaults(final=True)
+    for action in patch._actions:
+        if action.option_strings == ["--final"]:
+            action.help = "train the final model on all data (the default here)"
+    patch.add_argument("--no-final", dest="final", action="store_false", help="cross-validate only")
+    patch.add_argument(
+        "--export", action="store_true", help="also write the bundle to saved_models/"
+    )
 
 
 def _setup_logging(log_file: Path) -> None:
@@ -314,6 +343,63 @@ def run_ship_classifier(args: argparse.Namespace) -> int:
         **extra,
     )
     LOGGER.info("wrote %s", path)
+
+
+def run_patch(args: argparse.Namespace) -> int:
+    """Cross-validate and/or train an H&E patch classifier and write its bundle.
+
+    The configuration is checked before any data is read.
+    """
+    from utils.paths import SAVED_MODELS_DIR
+    from utils.training.arrays import TrainingArrays
+    from utils.training.patch import patch_train_config, train_patch_classifier
+    from utils.training.patch_data import load_patch_arrays
+
+    config = patch_train_config(
+        args.dataset,
+        subtypes=args.subtypes,
+        **_overrides(
+            args,
+            (
+                "arch",
+                "image_size",
+                "weights",
+                "dropout",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "patience",
+                "seed",
+                "class_weighting",
+                "evaluate_tta",
+                "backup_every_steps",
+            ),
+        ),
+        mixed_precision=args.mixed_precision,
+        deadline=_deadline(args.deadline_minutes),
+    )
+    if args.arrays:
+        arrays = TrainingArrays.load(args.arrays)
+    else:
+        arrays = load_patch_arrays(
+            args.dataset,
+            args.data,
+            image_size=config.image_size,
+            subtypes=args.subtypes,
+            cache_dir=args.cache_dir,
+        )
+    result = train_patch_classifier(
+        arrays,
+        config,
+        args.out,
+        dataset=args.dataset,
+        n_folds=args.folds,
+        only_folds=args.only_fold,
+        final=args.final,
+        models_dir=SAVED_MODELS_DIR if args.export else None,
+    )
+    if result["bundle"] is not None:
+        LOGGER.info("patch classifier bundle: %s", result["bundle"])
     return 0
 
 
@@ -330,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_baseline(args)
         if args.task == "ship-classifier":
             return run_ship_classifier(args)
+        if args.task == "patch":
+            return run_patch(args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

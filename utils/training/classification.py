@@ -72,6 +72,7 @@ from utils.models.classification import (
 from utils.training.arrays import TrainingArrays
 from utils.training.callbacks import DeadlineStop, standard_callbacks
 from utils.training.common import (
+    FeedBuilder,
     collect_cv_results,
     configure_precision,
     make_feeds,
@@ -521,6 +522,8 @@ def train_classifier(
     val: TrainingArrays,
     config: ClassifierTrainConfig,
     run_dir: Path,
+    *,
+    feed_builder: FeedBuilder = make_feeds,
 ) -> TrainedClassifier:
     """Train one classifier, calibrate it on ``val`` and report validation metrics.
 
@@ -532,6 +535,9 @@ def train_classifier(
         config: Training configuration.
         run_dir: Run folder: ``backup/``, ``best.weights.h5``, ``history.csv`` (and
             ``head/`` with two phases).
+        feed_builder: Builds the training and validation feeds (signature of
+            :func:`~utils.training.common.make_feeds`, the default); e.g. the H&E patch
+            trainer plugs in its own augmentation.
 
     Returns:
         The model (best validation-loss epoch), its temperature and the report.
@@ -544,7 +550,7 @@ def train_classifier(
     _check_arrays(val, config)
     val_labels = encode_labels(val.labels, config.class_names)
     set_global_seed(config.seed)
-    feeds = make_feeds(
+    feeds = feed_builder(
         train.images,
         labels,
         val.images,
@@ -587,6 +593,7 @@ def cross_validate_classifier(
     *,
     n_folds: int = 5,
     only_folds: list[int] | None = None,
+    feed_builder: FeedBuilder = make_feeds,
 ) -> dict[str, Any]:
     """Grouped k-fold CV stratified by ``dataset:label``; writes ``cv.json``.
 
@@ -597,6 +604,7 @@ def cross_validate_classifier(
             and ``cv.json``.
         n_folds: Number of folds.
         only_folds: Run just these fold indices (e.g. to spread folds over machines).
+        feed_builder: Builds each fold's feeds (see :func:`train_classifier`).
 
     Returns:
         Per-fold reports and mean ± sd of :data:`CV_SUMMARY_KEYS`.
@@ -610,7 +618,7 @@ def cross_validate_classifier(
     arrays = replace(arrays, masks=None)  # classification never reads them
 
     def train_fold(train: TrainingArrays, val: TrainingArrays, fold_dir: Path) -> dict[str, Any]:
-        trained = train_classifier(train, val, config, fold_dir)
+        trained = train_classifier(train, val, config, fold_dir, feed_builder=feed_builder)
         return {
             "epochs_run": trained.epochs_run,
             "seconds": trained.seconds,
@@ -645,6 +653,7 @@ def train_final_classifier(
     run_dir: Path,
     *,
     temperature: float | None = None,
+    feed_builder: FeedBuilder = make_feeds,
 ) -> tuple[keras.Model, float]:
     """Train the shipped classifier on all examples for ``config.epochs`` epochs.
 
@@ -655,6 +664,13 @@ def train_final_classifier(
     Writes ``run_dir / "model.keras"`` (float32, uncompiled) and ``run_dir /
     "final.json"`` (temperature, class names and weights, input shape, configuration:
     what the model card needs).
+
+    Args:
+        arrays: All examples.
+        config: Training configuration.
+        run_dir: Run folder of the final model.
+        temperature: Temperature to ship; ``None`` reads it from the CV summary.
+        feed_builder: Builds the training feed (see :func:`train_classifier`).
 
     Returns:
         The trained model and its temperature.
@@ -667,8 +683,8 @@ def train_final_classifier(
     if temperature is None:
         temperature = _cv_temperature(run_dir.parent / "cv.json")
     set_global_seed(config.seed)
-    # make_feeds always builds a validation feed too; a one-image stand-in is unused.
-    train_feed, _ = make_feeds(
+    # A feed builder always builds a validation feed too; a one-image stand-in is unused.
+    train_feed, _ = feed_builder(
         arrays.images,
         labels,
         arrays.images[:1],

@@ -31,6 +31,11 @@ def configure_precision(mixed_precision: bool) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
 
 
+#: ``(train_images, train_targets, val_images, val_targets, *, batch_size, seed,
+#: augment_config) -> (train_feed, val_feed)``, the signature of :func:`make_feeds`.
+FeedBuilder = Callable[..., tuple[Any, Any]]
+
+
 def make_feeds(
     train_images: np.ndarray,
     train_targets: np.ndarray,

@@ -1,0 +1,1 @@
+"""H&E histopathology tools (stain, nuclei, patch features)."""
