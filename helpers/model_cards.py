@@ -141,7 +141,7 @@ def loaded_by(name: str) -> str:
         return "Analyse page: lesion segmentation, measurements and the segmenter's CAM"
     if name == DEFAULT_CLASSIFIER_BUNDLE:
         return "Analyse page: classification, uncertainty and the classifier's CAM"
-    return "not loaded by the Analyse page (available to the evaluation CLI and the API by name)"
+    return "not loaded by the Analyse page (other pages, the CLIs and the API load bundles by name)"
 
 
 def weights_info(path: Path) -> WeightsInfo:
