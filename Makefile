@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app api test test-all lint format clean
+.PHONY: setup browser-deps app api test test-all screenshot bench lint format clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# The browser end-to-end test drives Debian's chromium through chromedriver; install
+# them once (apt-get, with sudo only when not root) and skip at once when present.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver; \
+	fi
+
 app: setup
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
 
@@ -23,11 +33,15 @@ app: setup
 api: setup
 	$(BIN)/uvicorn api.main:app --host $${API_HOST:-0.0.0.0} --port $${API_PORT:-8000}
 
-test: setup
+test: setup browser-deps
 	$(BIN)/python -m pytest
 
-test-all: setup
+test-all: setup browser-deps
 	$(BIN)/python -m pytest -m ""
+
+# Regenerates docs/screenshots/analyse.png (the README's) with the browser test.
+screenshot: setup browser-deps
+	TUMORLENS_UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest tests/e2e/test_browser.py -m browser
 
 lint: setup
 	$(BIN)/ruff check .

@@ -35,6 +35,7 @@ from helpers.models import (
     load_segmenter_explainer,
     load_upload_cached,
 )
+from helpers.report import MAX_NOTE_CHARS, REPORT_MIME, case_report_pdf, report_file_name
 
 st.set_page_config(page_title="Analyse · TumorLens", page_icon="🔬", layout="wide")
 st.title("Analyse an ultrasound image")
@@ -226,6 +227,33 @@ with col_measurements:
         )
     else:
         st.dataframe(rows, hide_index=True, width="stretch")
+
+st.subheader("Report")
+case_note = st.text_area(
+    "Case note for the PDF report (optional)",
+    max_chars=MAX_NOTE_CHARS,
+    help="Printed on the report exactly as typed. The report holds no patient identifier "
+    "unless you type one here.",
+)
+st.download_button(
+    "Download one-page PDF report",
+    # Built on click (in a worker thread), so reruns do not pay for the PDF.
+    data=lambda: case_report_pdf(
+        result,
+        base,
+        segmenter_card=segmenter.card,
+        classifier_card=classifier.card if classifier is not None else None,
+        cam_method=cam_method,
+        opacity=opacity,
+        enhanced=enhance,
+        spacing_note=spacing_note,
+        case_note=case_note,
+    ),
+    file_name=report_file_name(),
+    mime=REPORT_MIME,
+    on_click="ignore",
+    icon=":material/picture_as_pdf:",
+)
 
 with st.expander("Timings"):
     st.table(timing_rows(result.timings))

@@ -7,17 +7,20 @@ for loading the segmenter (cached per process by ``st.cache_resource``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 import helpers.models
 from helpers.analysis import ANALYSE_MAX_PIXELS, inference_count
 from tests.utils.inference.test_bundle import save_classifier_bundle, write_busi_folder
+from tests.utils.pdf_text import image_count, page_count, pdf_text
 from tests.utils.test_image_io import PATIENT_ID, PATIENT_NAME, make_dicom
 from utils.explain import CamExplainer
 from utils.inference.classifier import LesionClassifier
@@ -28,6 +31,7 @@ APP_PATH = str(ROOT / "app.py")
 PAGE_PATH = str(ROOT / "pages" / "1_Analyse.py")
 TIMEOUT = 120
 NO_CLASSIFIER = "No classifier is installed yet"
+Deferred = dict[str, tuple[Callable[[], bytes], str | None]]
 HUGE_SIDE = int(ANALYSE_MAX_PIXELS**0.5) + 100  # just over the page's pixel limit
 
 
@@ -202,3 +206,61 @@ def test_no_dataset_source_without_a_datasets_folder(
     monkeypatch.setenv("TUMORLENS_DATA_DIR", str(tmp_path / "nowhere"))
     app = _page().run()
     assert app.radio[0].options == ["Built-in example", "Upload"]
+
+
+# ----------------------------------------------------------------------------- PDF report
+
+
+@pytest.fixture
+def deferred_downloads(monkeypatch: pytest.MonkeyPatch) -> Deferred:
+    """The callables and file names of deferred download buttons, by file id.
+
+    AppTest's runtime is a mock discarded after each run, so they are captured as added.
+    """
+    captured: Deferred = {}
+    original = MediaFileManager.add_deferred
+
+    def spy(self, data_callable, *args, **kwargs):
+        file_id = original(self, data_callable, *args, **kwargs)
+        captured[file_id] = (data_callable, kwargs.get("file_name"))
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", spy)
+    return captured
+
+
+def _download_report(app: AppTest, deferred: Deferred) -> bytes:
+    """What clicking the page's report button downloads: its deferred PDF builder's output."""
+    (button,) = app.get("download_button")
+    assert button.proto.label == "Download one-page PDF report"
+    build, file_name = deferred[button.proto.deferred_file_id]
+    assert re.fullmatch(r"tumorlens_report_\d{8}_\d{6}Z\.pdf", file_name)
+    return build()
+
+
+def test_the_pdf_report_button_gives_a_one_page_report_with_the_case_note(
+    deferred_downloads: Deferred,
+) -> None:
+    app = _page().run()
+    app.text_area[0].input("Left breast, 2 o'clock; reader: Dr Ødegård.").run()
+    assert not app.exception and not app.error
+    pdf = _download_report(app, deferred_downloads)
+    assert page_count(pdf) == 1
+    assert image_count(pdf) == 3  # no classifier: its CAM is a labelled empty box
+    text = " ".join(pdf_text(pdf).split())
+    assert "decision support, not a diagnosis" in text
+    assert "Left breast, 2 o'clock; reader: Dr Ødegård." in text
+    assert "No classifier is installed" in text
+    assert "ultrasound_segmenter" in text and "Area" in text
+
+
+def test_the_pdf_report_has_the_probabilities_when_a_classifier_is_installed(
+    tiny_classifier: LesionClassifier, deferred_downloads: Deferred
+) -> None:
+    app = _page().run()
+    assert not app.exception and not app.error
+    pdf = _download_report(app, deferred_downloads)
+    text = " ".join(pdf_text(pdf).split())
+    assert page_count(pdf) == 1 and image_count(pdf) == 4
+    assert "Predicted:" in text and "calibrated" in text
+    assert all(name in text for name in tiny_classifier.class_names)
