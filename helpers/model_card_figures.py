@@ -26,11 +26,15 @@ from helpers.model_card_metrics import evaluation_class_names, evaluation_value
 from utils.calibration import ReliabilityBins
 from utils.errors import ModelError
 
-# Private figure builders of the evaluation CLI, reused so both draw the same plots.
+# The evaluation CLI's figure builders, reused so both draw the same plots.
 from utils.evaluation.classification import (
-    _confusion_figure,
-    _reliability_figure,
-    _roc_figure,
+    confusion_figure as evaluation_confusion_figure,
+)
+from utils.evaluation.classification import (
+    reliability_figure as evaluation_reliability_figure,
+)
+from utils.evaluation.classification import (
+    roc_figure as evaluation_roc_figure,
 )
 
 __all__ = ["CardPlot", "card_plots", "confusion_figure", "reliability_figure", "roc_figure"]
@@ -97,7 +101,7 @@ def roc_figure(roc: Any) -> go.Figure:
         curves.append((name, fpr, tpr, value))
     if not curves:
         raise ModelError("roc holds no curve.")
-    figure = _roc_figure(curves)
+    figure = evaluation_roc_figure(curves)
     figure.update_layout(
         height=_FIGURE_HEIGHT, xaxis_range=[0, 1], yaxis_range=[0, 1.02], legend=_LEGEND_BELOW
     )
@@ -145,7 +149,7 @@ def reliability_figure(calibration: Any) -> go.Figure:
         filled = bins.counts > 0
         gaps = np.abs(accuracy[filled] - confidence[filled])
         ece = float(np.sum(bins.counts[filled] * gaps) / max(int(bins.counts.sum()), 1))
-    figure = _reliability_figure(bins, float(ece))
+    figure = evaluation_reliability_figure(bins, float(ece))
     figure.update_layout(height=_FIGURE_HEIGHT, legend=_LEGEND_BELOW)
     return figure
 
@@ -181,7 +185,7 @@ def confusion_figure(matrix: Any, class_names: Sequence[str] | None) -> go.Figur
             f"confusion_matrix has {len(matrix)} rows but the card names {len(names)} "
             f"classes ({', '.join(names)})."
         )
-    figure = _confusion_figure(np.array(matrix), names)
+    figure = evaluation_confusion_figure(np.array(matrix), names)
     figure.update_layout(height=_FIGURE_HEIGHT)
     return figure
 

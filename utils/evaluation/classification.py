@@ -340,7 +340,7 @@ def _confusion_png(matrix: np.ndarray, names: list[str], path: Path) -> None:
 # ----------------------------------------------------------------------------- HTML figures
 
 
-def _roc_figure(curves: list[tuple[str, np.ndarray, np.ndarray, float]]) -> go.Figure:
+def roc_figure(curves: list[tuple[str, np.ndarray, np.ndarray, float]]) -> go.Figure:
     figure = go.Figure()
     figure.add_trace(
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash"})
@@ -355,7 +355,7 @@ def _roc_figure(curves: list[tuple[str, np.ndarray, np.ndarray, float]]) -> go.F
     return figure
 
 
-def _reliability_figure(bins: ReliabilityBins, ece: float) -> go.Figure:
+def reliability_figure(bins: ReliabilityBins, ece: float) -> go.Figure:
     centres = (bins.edges[:-1] + bins.edges[1:]) / 2
     figure = go.Figure()
     figure.add_trace(
@@ -380,7 +380,7 @@ def _reliability_figure(bins: ReliabilityBins, ece: float) -> go.Figure:
     return figure
 
 
-def _confusion_figure(matrix: np.ndarray, names: list[str]) -> go.Figure:
+def confusion_figure(matrix: np.ndarray, names: list[str]) -> go.Figure:
     figure = go.Figure(
         go.Heatmap(
             z=matrix, x=names, y=names, colorscale="Blues", text=matrix, texttemplate="%{text}"
@@ -462,9 +462,9 @@ def save_classification_plots(
         written += pngs
     if "html" in formats:
         figures = (
-            _roc_figure(curves),
-            _reliability_figure(bins, ece),
-            _confusion_figure(matrix, names),
+            roc_figure(curves),
+            reliability_figure(bins, ece),
+            confusion_figure(matrix, names),
         )
         for stem, figure in zip(_FIGURE_STEMS, figures, strict=True):
             figure.write_html(out_dir / f"{stem}.html", include_plotlyjs="directory")
