@@ -46,6 +46,10 @@ def add_nuclei_parser(tasks: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--ship", action="store_true", help="save the final model as saved_models/nuclei_segmenter"
     )
+    parser.add_argument(
+        "--rescore", action="store_true",
+        help="re-score finished CV folds on a wider post-processing grid (needs --folds)",
+    )  # fmt: skip
     parser.add_argument("--deadline-minutes", type=float, default=None)
     parser.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
     return parser
@@ -72,7 +76,12 @@ def run_nuclei(args: argparse.Namespace) -> int:
     if args.final:
         model, info = train_final(tiles, config, args.out / "final")
         LOGGER.info("final model: %s", info)
-    if args.folds:
+    if args.rescore:
+        from utils.training.nuclei import rescore_folds
+
+        summary = rescore_folds(tiles, config, args.out, n_folds=args.folds)
+        LOGGER.info("rescored CV: %s %s", summary.get("best_setting"), summary.get("best"))
+    elif args.folds:
         summary = cross_validate(
             tiles, config, args.out, n_folds=args.folds, only_folds=args.only_fold
         )

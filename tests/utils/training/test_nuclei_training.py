@@ -23,7 +23,7 @@ def test_stack_targets_encodes_mask_and_distance() -> None:
     images, targets = stack_targets(tiles)
     assert images.shape == (2, 64, 64, 3) and targets.shape == (2, 64, 64, 2)
     assert set(np.unique(targets[..., 0])) == {0, 255}
-    assert targets[..., 1][tiles.instances[0] == 0].max() == 0
+    assert targets[0, ..., 1][tiles.instances[0] == 0].max() == 0
     assert targets[..., 1].max() > 100
 
 
