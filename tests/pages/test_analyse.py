@@ -35,6 +35,13 @@ Deferred = dict[str, tuple[Callable[[], bytes], str | None]]
 HUGE_SIDE = int(ANALYSE_MAX_PIXELS**0.5) + 100  # just over the page's pixel limit
 
 
+@pytest.fixture
+def shipped_classifier() -> LesionClassifier:
+    if not helpers.models.classifier_installed():
+        pytest.fail("saved_models/ultrasound_classifier is missing")
+    return helpers.models.load_classifier()
+
+
 @pytest.fixture(scope="module")
 def phantom_image() -> np.ndarray:
     return generate_phantom("malignant_irregular", size=(240, 300), seed=5).image
@@ -181,6 +188,17 @@ def test_with_a_classifier_the_page_shows_probabilities_and_its_cam(
     target.set_value(2).run()
     assert not app.exception
     assert app.image[2].proto.imgs[0].caption.endswith(tiny_classifier.class_names[2])
+
+
+def test_the_shipped_classifier_gives_four_panels_and_calibrated_probabilities(
+    shipped_classifier: LesionClassifier,
+) -> None:
+    app = _page().run()
+    assert not app.exception and not app.error
+    assert len(app.image) == 4
+    assert not any(NO_CLASSIFIER in info.value for info in app.info)
+    assert app.get("plotly_chart")
+    assert app.image[2].proto.imgs[0].caption.startswith("Classifier")
 
 
 # ----------------------------------------------------------------------------- datasets
