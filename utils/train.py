@@ -346,6 +346,7 @@ def run_ship_classifier(args: argparse.Namespace) -> int:
         **extra,
     )
     LOGGER.info("wrote %s", path)
+    return 0
 
 
 def run_patch(args: argparse.Namespace) -> int:
