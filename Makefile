@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app test test-all lint format clean
+.PHONY: setup app api test test-all lint format clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 app: setup
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
+
+# REST API (see api/settings.py for the API_* variables: token, limits, models folder).
+api: setup
+	$(BIN)/uvicorn api.main:app --host $${API_HOST:-0.0.0.0} --port $${API_PORT:-8000}
 
 test: setup
 	$(BIN)/python -m pytest

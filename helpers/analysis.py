@@ -6,48 +6,54 @@ Three parts:
   the fly when the folder is missing), a few dataset images when a datasets folder is
   configured, and uploads, each loaded as a :class:`~utils.image_io.LoadedImage`.
 * **Analysis**: :func:`analyse_ultrasound` segments, measures, classifies (when a
-  classifier is installed) and explains one image, timing each step.
+  classifier is installed) and explains one image, timing each step. It and its step
+  functions live in :mod:`utils.analysis` (shared with the API and the batch CLI) and
+  are re-exported here, so the page imports everything from one place.
 * **Display**: overlays, the probability chart and the table rows. They only change
   what is shown; the analysis always runs on the original pixels.
 
-Caching lives in :mod:`helpers.models`; this module keeps no state except a counter of
-analyses, which lets the tests check that a display-only change does not recompute.
+Caching lives in :mod:`helpers.models`; this module keeps no state (the counter of
+model-running steps, :func:`inference_count`, is in :mod:`utils.analysis`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Generic, Literal, NamedTuple, TypeVar
+from typing import Any, Final, Literal
 
 import cv2
 import numpy as np
 import plotly.graph_objects as go
 
+from utils.analysis import (
+    AnalysisResult,
+    AnalysisSettings,
+    PixelSpacing,
+    Step,
+    add_classification,
+    analyse_ultrasound,
+    assemble_result,
+    cam_target,
+    classification_step,
+    classifier_cam_step,
+    inference_count,
+    reference_dice,
+    segment_step,
+    segmenter_cam_step,
+)
 from utils.datasets.busi import read_busi
 from utils.datasets.masks import load_mask
 from utils.enhance import clahe, clahe_rgb
-from utils.errors import ConfigError, DatasetError, TumorLensError
-from utils.explain import (
-    CAM_METHODS,
-    LESION_AREA,
-    CamExplainer,
-    CamMethod,
-    explainer_for,
-    overlay_heatmap,
-)
+from utils.errors import DatasetError, TumorLensError
+from utils.explain import CAM_METHODS, overlay_heatmap
 from utils.image_io import SUPPORTED_FORMATS, LoadedImage, load_image
-from utils.inference.bundle import images_for_model, to_float_batch
-from utils.inference.classifier import ClassificationResult, LesionClassifier
-from utils.inference.segmenter import LesionSegmenter, SegmentationResult
+from utils.inference.classifier import ClassificationResult
+from utils.inference.segmenter import SegmentationResult
 from utils.paths import PROJECT_ROOT
 from utils.phantoms import DEFAULT_EXAMPLES, DESCRIPTIONS, LABELS, generate_phantom
-from utils.postprocess import dice_score
 
 __all__ = [
     "ANALYSE_MAX_PIXELS",
@@ -58,6 +64,7 @@ __all__ = [
     "AnalysisSettings",
     "ImageChoice",
     "InputImage",
+    "PixelSpacing",
     "Step",
     "TumorLensError",
     "add_classification",
@@ -96,9 +103,6 @@ DATASET_IMAGES_PER_LABEL: Final = 3
 #: Lesion colour of the mask overlay (RGB) and its outline thickness in display pixels.
 MASK_COLOUR: Final = (0, 220, 90)
 MASK_OUTLINE_PX: Final = 2
-
-PixelSpacing = float | tuple[float, float] | None
-T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -356,291 +360,6 @@ def resolve_pixel_spacing(
     if known_mm:
         return float(known_mm), f"{known_mm:g} mm per pixel, known for this example"
     return None, "unknown: measurements are in pixels (enter the spacing in the sidebar)"
-
-
-# ----------------------------------------------------------------------------- analysis
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Everything besides the image that changes the analysis.
-
-    Attributes:
-        threshold: Segmentation probability threshold; ``None``: the model card's.
-        pixel_spacing_mm: Pixel size for measurements; ``None``: pixels.
-        cam_method: ``"gradcam"``, ``"gradcam++"`` or ``"scorecam"``.
-        segmenter_layer: Segmenter layer to explain; ``None``: its default layer.
-        classifier_layer: Classifier layer to explain; ``None``: its default layer.
-        target_class: Class index whose CAM to show; ``None``: the predicted class.
-    """
-
-    threshold: float | None = None
-    pixel_spacing_mm: PixelSpacing = None
-    cam_method: CamMethod = "gradcam"
-    segmenter_layer: str | None = None
-    classifier_layer: str | None = None
-    target_class: int | None = None
-
-
-class Step(NamedTuple, Generic[T]):
-    """The output of one analysis step and the seconds it took to compute."""
-
-    value: T
-    seconds: float
-
-
-@dataclass(frozen=True, eq=False)
-class AnalysisResult:
-    """The analysis of one ultrasound image.
-
-    Attributes:
-        gray: (H, W) uint8 grayscale image that was analysed.
-        segmentation: Probabilities, mask and measurements at the image's size.
-        classification: Calibrated class probabilities and uncertainty, ``None`` when no
-            classifier is installed.
-        segmenter_cam: (h, w) [0, 1] CAM of the predicted lesion area, at the
-            segmenter's input size.
-        classifier_cam: (h, w) [0, 1] CAM of ``classifier_cam_class``, ``None`` without
-            a classifier.
-        classifier_cam_class: The class the classifier CAM explains.
-        timings: Seconds each step took when it was computed (``segmentation``,
-            ``segmenter_cam``, and with a classifier ``classification`` and
-            ``classifier_cam``), and their ``total``.
-    """
-
-    gray: np.ndarray
-    segmentation: SegmentationResult
-    classification: ClassificationResult | None
-    segmenter_cam: np.ndarray
-    classifier_cam: np.ndarray | None
-    classifier_cam_class: str | None
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-_inference_counter = 0
-_inference_counter_lock = threading.Lock()
-
-
-def inference_count() -> int:
-    """How many model-running steps (segment, classify, CAM) ran in this process."""
-    return _inference_counter
-
-
-def _count_inference() -> None:
-    global _inference_counter
-    with _inference_counter_lock:  # Streamlit runs sessions in threads.
-        _inference_counter += 1
-
-
-def _timed(compute: Callable[[], T]) -> Step[T]:
-    """Run one model step, counted and timed."""
-    _count_inference()
-    start = time.perf_counter()
-    value = compute()
-    return Step(value, time.perf_counter() - start)
-
-
-def _model_input(image: LoadedImage, input_shape: tuple[int, int, int]) -> np.ndarray:
-    """The image as the float (H, W, C) [0, 1] model input a CAM needs."""
-    return to_float_batch(images_for_model([image], input_shape), input_shape)[0]
-
-
-def segment_step(
-    image: LoadedImage,
-    segmenter: LesionSegmenter,
-    threshold: float | None,
-    pixel_spacing_mm: PixelSpacing,
-) -> Step[SegmentationResult]:
-    """Segment and measure the lesion (the only step the threshold and spacing change).
-
-    Raises:
-        ConfigError: The threshold is not in (0, 1) or the spacing is invalid.
-    """
-    return _timed(
-        lambda: segmenter.segment(image, threshold=threshold, pixel_spacing_mm=pixel_spacing_mm)
-    )
-
-
-def segmenter_cam_step(
-    image: LoadedImage,
-    segmenter: LesionSegmenter,
-    explainer: CamExplainer,
-    method: CamMethod,
-    layer: str | None,
-) -> Step[np.ndarray]:
-    """CAM of the segmenter's predicted lesion area, at its input size.
-
-    Raises:
-        ConfigError: Unknown CAM method or layer.
-    """
-    model_input = _model_input(image, segmenter.input_shape)
-    return _timed(
-        lambda: explainer.explain(model_input, LESION_AREA, layer_name=layer, method=method)
-    )
-
-
-def classification_step(
-    image: LoadedImage, classifier: LesionClassifier
-) -> Step[ClassificationResult]:
-    """Calibrated class probabilities, with test-time-augmentation uncertainty."""
-    return _timed(lambda: classifier.predict([image], with_uncertainty=True)[0])
-
-
-def cam_target(
-    classifier: LesionClassifier,
-    classification: ClassificationResult,
-    target_class: int | None,
-) -> int:
-    """The class index the classifier CAM explains: ``target_class``, else the predicted one.
-
-    Raises:
-        ConfigError: ``target_class`` is not one of the classifier's class indices.
-    """
-    if target_class is None:
-        return classifier.class_names.index(classification.predicted_class)
-    valid = isinstance(target_class, int | np.integer) and not isinstance(target_class, bool)
-    if not valid or not 0 <= target_class < len(classifier.class_names):
-        raise ConfigError(
-            f"The target class index {target_class!r} is not one of the classifier's "
-            f"{len(classifier.class_names)} classes ({', '.join(classifier.class_names)})."
-        )
-    return int(target_class)
-
-
-def classifier_cam_step(
-    image: LoadedImage,
-    classifier: LesionClassifier,
-    explainer: CamExplainer,
-    method: CamMethod,
-    layer: str | None,
-    target: int,
-) -> Step[np.ndarray]:
-    """CAM of one class's logit, at the classifier's input size.
-
-    Raises:
-        ConfigError: Unknown CAM method or layer, or a bad class index.
-    """
-    model_input = _model_input(image, classifier.input_shape)
-    return _timed(lambda: explainer.explain(model_input, target, layer_name=layer, method=method))
-
-
-def assemble_result(
-    image: LoadedImage,
-    segmentation: Step[SegmentationResult],
-    segmenter_cam: Step[np.ndarray],
-    classification: Step[ClassificationResult] | None = None,
-    classifier_cam: Step[np.ndarray] | None = None,
-    classifier_cam_class: str | None = None,
-) -> AnalysisResult:
-    """Put the steps' outputs together, with their timings and total."""
-    steps: dict[str, Step[Any] | None] = {
-        "segmentation": segmentation,
-        "segmenter_cam": segmenter_cam,
-        "classification": classification,
-        "classifier_cam": classifier_cam,
-    }
-    timings = {name: step.seconds for name, step in steps.items() if step is not None}
-    timings["total"] = sum(timings.values())
-    return AnalysisResult(
-        gray=image.gray,
-        segmentation=segmentation.value,
-        classification=None if classification is None else classification.value,
-        segmenter_cam=segmenter_cam.value,
-        classifier_cam=None if classifier_cam is None else classifier_cam.value,
-        classifier_cam_class=classifier_cam_class,
-        timings=timings,
-    )
-
-
-def add_classification(
-    image: LoadedImage,
-    segmentation: Step[SegmentationResult],
-    segmenter_cam: Step[np.ndarray],
-    classifier: LesionClassifier,
-    settings: AnalysisSettings,
-    *,
-    classify: Callable[[], Step[ClassificationResult]],
-    explain_class: Callable[[int], Step[np.ndarray]],
-) -> AnalysisResult:
-    """Classify, pick the CAM's class, explain it and assemble the whole result.
-
-    ``classify`` and ``explain_class`` run the steps (directly, or through the page's
-    caches), so the order of the steps is written once.
-    """
-    classification = classify()
-    target = cam_target(classifier, classification.value, settings.target_class)
-    return assemble_result(
-        image,
-        segmentation,
-        segmenter_cam,
-        classification,
-        explain_class(target),
-        classifier.class_names[target],
-    )
-
-
-def analyse_ultrasound(
-    image: LoadedImage,
-    settings: AnalysisSettings,
-    *,
-    segmenter: LesionSegmenter,
-    classifier: LesionClassifier | None = None,
-    segmenter_explainer: CamExplainer | None = None,
-    classifier_explainer: CamExplainer | None = None,
-) -> AnalysisResult:
-    """Segment, measure, classify and explain one ultrasound image, timing each step.
-
-    The page runs the same steps through :mod:`helpers.models`, which caches each one
-    under the settings it depends on.
-
-    Args:
-        image: The loaded image, analysed as it is (never the CLAHE display version).
-        settings: Threshold, spacing and CAM options.
-        segmenter: The lesion segmenter.
-        classifier: The lesion classifier, ``None`` when none is installed.
-        segmenter_explainer: CAMs of the segmenter (default: its shared explainer).
-        classifier_explainer: CAMs of the classifier (default: its shared explainer).
-
-    Returns:
-        The results and the seconds each step took.
-
-    Raises:
-        TumorLensError: A setting is invalid (threshold, spacing, layer, CAM method,
-            target class) or the image has an unusable shape.
-    """
-    segmentation = segment_step(image, segmenter, settings.threshold, settings.pixel_spacing_mm)
-    segmenter_cam = segmenter_cam_step(
-        image,
-        segmenter,
-        segmenter_explainer or explainer_for(segmenter.model),
-        settings.cam_method,
-        settings.segmenter_layer,
-    )
-    if classifier is None:
-        return assemble_result(image, segmentation, segmenter_cam)
-    return add_classification(
-        image,
-        segmentation,
-        segmenter_cam,
-        classifier,
-        settings,
-        classify=lambda: classification_step(image, classifier),
-        explain_class=lambda target: classifier_cam_step(
-            image,
-            classifier,
-            classifier_explainer or explainer_for(classifier.model),
-            settings.cam_method,
-            settings.classifier_layer,
-            target,
-        ),
-    )
-
-
-def reference_dice(result: AnalysisResult, reference_mask: np.ndarray | None) -> float | None:
-    """Dice of the segmentation with a reference mask of the same size, else ``None``."""
-    if reference_mask is None or reference_mask.shape != result.segmentation.mask.shape:
-        return None
-    return dice_score(result.segmentation.mask, reference_mask)
 
 
 # ----------------------------------------------------------------------------- display

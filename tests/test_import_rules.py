@@ -1,6 +1,7 @@
 """Architecture rules: one direction of imports, and a TensorFlow-free training core.
 
 app.py/pages -> helpers -> utils; utils never imports Streamlit or web frameworks.
+api/ (the REST adapter) and utils.batch reach only utils: never Streamlit, helpers or pages.
 Training, inference and model code must import on a JAX-only GPU machine, so they may
 not import TensorFlow (or the tf.data modules) at module level.
 """
@@ -53,7 +54,7 @@ def _all_imports(path: Path) -> set[str]:
 def test_utils_never_imports_web_frameworks_or_upper_layers(path: Path) -> None:
     imported = _all_imports(path)
     assert not imported & WEB_FRAMEWORKS
-    assert not imported & {"helpers", "pages", "app"}
+    assert not imported & {"helpers", "pages", "app", "api"}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "helpers").rglob("*.py")), ids=str)
@@ -71,3 +72,14 @@ def test_training_core_imports_without_tensorflow(path: Path) -> None:
 )
 def test_app_and_pages_only_reach_utils_through_helpers(path: Path) -> None:
     assert "utils" not in _all_imports(path)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "api").rglob("*.py")), ids=str)
+def test_api_is_a_thin_adapter_over_utils(path: Path) -> None:
+    imported = _all_imports(path)
+    assert not imported & {"streamlit", "helpers", "pages", "app"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "helpers").rglob("*.py")), ids=str)
+def test_helpers_never_import_the_api(path: Path) -> None:
+    assert "api" not in _all_imports(path)

@@ -66,3 +66,9 @@ class ModelError(TumorLensError):
     """A model or weights file is missing, unreadable or incompatible."""
 
     http_status = 500
+
+
+class ModelUnavailableError(ModelError):
+    """The model a request needs is not installed (e.g. no classifier bundle yet)."""
+
+    http_status = 503
