@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Synthetic slides and tiny tile models, shared by the WSI, helper and page tests.
+pytest_plugins = ["tests.utils.wsi.fixtures"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 

@@ -72,3 +72,11 @@ class ModelUnavailableError(ModelError):
     """The model a request needs is not installed (e.g. no classifier bundle yet)."""
 
     http_status = 503
+
+
+class NoTissueError(InvalidImageError):
+    """An H&E image holds too little stained tissue to estimate stains or measure nuclei."""
+
+
+class MissingCalibrationError(InvalidImageError):
+    """The image lacks a physical scale (microns per pixel) the analysis needs; pass it."""

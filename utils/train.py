@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument(
         "--card-extra", type=Path, default=None, help="JSON of further card fields (limitations...)"
     )
+    from utils.training.nuclei_cli import add_nuclei_parser
+
+    add_nuclei_parser(tasks)
     return parser
 
 
@@ -330,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_baseline(args)
         if args.task == "ship-classifier":
             return run_ship_classifier(args)
+        if args.task == "nuclei":
+            from utils.training.nuclei_cli import run_nuclei
+
+            return run_nuclei(args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""H&E histopathology: stain handling, nucleus segmentation, instances and morphometry."""

@@ -1,0 +1,295 @@
+"""Training of the H&E nuclei segmenter: random crops, joint augmentation, grouped CV.
+
+Each step samples random ``crop_size`` crops of the large tiles (MoNuSeg: 1000 x 1000 at
+40x) with their two targets (nucleus mask, scaled per-nucleus distance map), flips and
+rotates image and targets together, and perturbs the H&E stains (HED augmentation,
+:func:`utils.histo.stain.hed_augment`). Validation runs the full inference path
+(overlapping tiles + watershed) on whole held-out tiles and scores Dice and AJI, for a
+small grid of post-processing thresholds so the card can pick them from CV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from utils.evaluation.nuclei import nuclei_report
+from utils.histo.data import NucleiTiles
+from utils.histo.instances import WatershedConfig, distance_target, separate_instances
+from utils.histo.nuclei import DEFAULT_TRAINING_MPP, NucleiSegmenter
+from utils.models.nuclei import DISTANCE_SCALE, build_nuclei_model
+from utils.splits import grouped_stratified_kfold
+from utils.training.callbacks import standard_callbacks
+from utils.training.common import mean_and_sd, set_global_seed, write_json
+
+LOGGER = logging.getLogger(__name__)
+
+#: Post-processing grid scored on each validation fold.
+FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
+MARKER_THRESHOLDS = (0.25, 0.35, 0.5)
+
+
+@dataclass
+class NucleiTrainConfig:
+    """Options of one nuclei training run (the CLI's ``nuclei`` subcommand)."""
+
+    arch: str = "nuclei_unet"
+    base_filters: int = 8
+    depth: int = 4
+    crop_size: int = 256
+    batch_size: int = 8
+    steps_per_epoch: int = 50
+    epochs: int = 6
+    learning_rate: float = 2e-3
+    stain_augment: bool = True
+    seed: int = 0
+    backup_every_steps: int | None = None
+    deadline: float | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready options (without the wall-clock deadline)."""
+        values = dataclasses.asdict(self)
+        values.pop("deadline")
+        return values
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def stack_targets(tiles: NucleiTiles) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, H, W, 3) and uint8 targets (N, H, W, 2): mask*255, distance*255.
+
+    Tiles must share one size (MoNuSeg's are all 1000 x 1000).
+    """
+    images = np.stack(tiles.images)
+    targets = np.stack(
+        [
+            np.stack(
+                [
+                    (labels > 0).astype(np.uint8) * 255,
+                    np.round(distance_target(labels, DISTANCE_SCALE) * 255).astype(np.uint8),
+                ],
+                axis=-1,
+            )
+            for labels in tiles.instances
+        ]
+    )
+    return images, targets
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def nuclei_loss(y_true: Any, y_pred: Any) -> Any:
+    """BCE + soft Dice on the foreground channel, plus BCE on the distance channel."""
+    ops = keras.ops
+    eps = 1e-6
+    fg_true, fg_pred = y_true[..., 0], ops.clip(y_pred[..., 0], eps, 1 - eps)
+    dist_true, dist_pred = y_true[..., 1], ops.clip(y_pred[..., 1], eps, 1 - eps)
+    fg_bce = ops.mean(keras.losses.binary_crossentropy(fg_true[..., None], fg_pred[..., None]))
+    intersection = ops.sum(fg_true * fg_pred)
+    dice = 1.0 - (2.0 * intersection + 1.0) / (ops.sum(fg_true) + ops.sum(fg_pred) + 1.0)
+    dist_bce = ops.mean(
+        keras.losses.binary_crossentropy(dist_true[..., None], dist_pred[..., None])
+    )
+    return fg_bce + dice + dist_bce
+
+
+def build_card(
+    config: NucleiTrainConfig, postprocess: WatershedConfig, model: keras.Model
+) -> dict[str, Any]:
+    """The card keys inference needs (more are added when a bundle is shipped)."""
+    return {
+        "task": "segmentation",
+        "subtask": "nuclei_instances",
+        "architecture": config.arch,
+        "input_shape": [config.crop_size, config.crop_size, 3],
+        "outputs": ["foreground_probability", f"distance_to_border_px / {DISTANCE_SCALE:g}"],
+        "postprocess": postprocess.to_dict(),
+        "training_mpp": DEFAULT_TRAINING_MPP,
+        "n_parameters": int(model.count_params()),
+    }
+
+
+def train_model(
+    images: np.ndarray, targets: np.ndarray, config: NucleiTrainConfig, run_dir: Path
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Train one model on the given tiles (resumable from ``run_dir``)."""
+    set_global_seed(config.seed)
+    model = build_nuclei_model(
+        config.arch,
+        input_shape=(config.crop_size, config.crop_size, 3),
+        base_filters=config.base_filters,
+        depth=config.depth,
+    )
+    total_steps = config.epochs * config.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=total_steps, alpha=0.05
+    )
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=nuclei_loss)
+    # tf.data is imported here only: the training core must import without TensorFlow.
+    from utils.histo.pipeline import build_nuclei_dataset
+
+    dataset = build_nuclei_dataset(
+        images,
+        targets,
+        crop_size=config.crop_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        stain_augment=config.stain_augment,
+    )
+    callbacks = standard_callbacks(
+        run_dir,
+        monitor=None,
+        backup_every_steps=config.backup_every_steps,
+        deadline=config.deadline,
+    )
+    started = time.time()
+    history = model.fit(
+        dataset,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    stopped = any(getattr(callback, "stopped_by_deadline", False) for callback in callbacks)
+    info = {
+        "epochs_run": len(history.history.get("loss", [])),
+        "final_loss": (history.history.get("loss") or [None])[-1],
+        "train_seconds": time.time() - started,
+        "stopped_by_deadline": stopped,
+    }
+    return model, info
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_grid(
+    segmenter: NucleiSegmenter, tiles: NucleiTiles
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Dice/AJI of every post-processing setting of the grid on whole tiles.
+
+    Returns:
+        ``{"fg=<t>,marker=<m>": report}`` and the predicted (H, W, 2) maps.
+    """
+    maps = [segmenter.predict_maps(image) for image in tiles.images]
+    reports = {}
+    for fg, marker in itertools.product(FOREGROUND_THRESHOLDS, MARKER_THRESHOLDS):
+        config = dataclasses.replace(
+            segmenter.postprocess, foreground_threshold=fg, marker_threshold=marker
+        )
+        predictions = [separate_instances(m[..., 0], m[..., 1], config) for m in maps]
+        reports[_grid_key(fg, marker)] = nuclei_report(
+            tiles.instances, predictions, tiles.names, tiles.truth_kinds
+        )
+    return reports, maps
+
+
+def _grid_key(fg: float, marker: float) -> str:
+    return f"fg={fg:g},marker={marker:g}"
+
+
+def cross_validate(
+    tiles: NucleiTiles,
+    config: NucleiTrainConfig,
+    out_dir: Path,
+    *,
+    n_folds: int,
+    only_folds: list[int] | None = None,
+) -> dict[str, Any]:
+    """Leave-images-out CV grouped by patient; writes ``fold_k/metrics.json`` and ``cv.json``.
+
+    Finished folds are skipped, so a killed run resumes.
+    """
+    folds = grouped_stratified_kfold(
+        ["nuclei"] * len(tiles), tiles.groups, n_splits=n_folds, seed=config.seed
+    )
+    for index, (train_idx, val_idx) in enumerate(folds):
+        fold_dir = out_dir / f"fold_{index}"
+        if (only_folds is not None and index not in only_folds) or (
+            fold_dir / "metrics.json"
+        ).exists():
+            continue
+        if config.deadline is not None and time.time() >= config.deadline:
+            LOGGER.warning("deadline passed; fold %d and later not run", index)
+            break
+        LOGGER.info(
+            "fold %d/%d: %d train, %d val tiles", index + 1, n_folds, len(train_idx), len(val_idx)
+        )
+        train, val = tiles.subset(train_idx), tiles.subset(val_idx)
+        model, info = train_model(*stack_targets(train), config, fold_dir)
+        segmenter = NucleiSegmenter(model, build_card(config, WatershedConfig(), model))
+        reports, _ = evaluate_grid(segmenter, val)
+        write_json(
+            fold_dir / "metrics.json",
+            {"fold": index, "val_names": val.names, **info, "grid": reports},
+        )
+    return summarise_cv(out_dir, config)
+
+
+def summarise_cv(out_dir: Path, config: NucleiTrainConfig) -> dict[str, Any]:
+    """Mean ± sd over folds of every grid setting; the best setting by mean AJI."""
+    import json
+
+    folds = [json.loads(p.read_text()) for p in sorted(out_dir.glob("fold_*/metrics.json"))]
+    if not folds:
+        return {"n_folds": 0}
+    per_setting = {}
+    for key in folds[0]["grid"]:
+        per_setting[key] = {
+            metric: mean_and_sd([fold["grid"][key][metric] for fold in folds])
+            for metric in ("dice", "aji")
+        }
+    best = max(per_setting, key=lambda key: per_setting[key]["aji"]["mean"] or -1.0)
+    default_key = _grid_key(
+        WatershedConfig().foreground_threshold, WatershedConfig().marker_threshold
+    )
+    xml_rows = [
+        row
+        for fold in folds
+        for row in fold["grid"][best]["per_image"]
+        if row["ground_truth_instances"] == "xml_polygons"
+    ]
+    summary = {
+        "n_folds": len(folds),
+        "fold_means": [
+            {
+                "fold": fold["fold"],
+                "dice": fold["grid"][best]["dice"],
+                "aji": fold["grid"][best]["aji"],
+            }
+            for fold in folds
+        ],
+        "best_setting": best,
+        "best": per_setting[best],
+        "default_setting": default_key,
+        "default": per_setting.get(default_key),
+        "xml_instance_tiles_at_best": {
+            "n": len(xml_rows),
+            "aji": mean_and_sd([row["aji"] for row in xml_rows]),
+            "dice": mean_and_sd([row["dice"] for row in xml_rows]),
+        },
+        "per_setting": per_setting,
+        "config": config.to_dict(),
+    }
+    write_json(out_dir / "cv.json", summary)
+    return summary
+
+
+def parse_setting(key: str) -> WatershedConfig:
+    """``"fg=0.5,marker=0.35"`` -> the matching :class:`WatershedConfig`."""
+    values = dict(part.split("=") for part in key.split(","))
+    return dataclasses.replace(
+        WatershedConfig(),
+        foreground_threshold=float(values["fg"]),
+        marker_threshold=float(values["marker"]),
+    )
