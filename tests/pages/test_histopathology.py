@@ -82,3 +82,24 @@ def test_blank_slide_says_no_tissue(blank_slide: Path) -> None:
     app.button[0].click().run()
     assert any("No tissue found" in error.value for error in app.error)
     assert not app.image
+
+
+def test_nuclei_model_gives_three_maps_and_the_region_morphometry(
+    synthetic_slide: Path, nuclei_models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(histo, "MODELS_DIR", nuclei_models_dir)
+    app = _upload(synthetic_slide)
+    assert "not installed" not in _texts(app)
+    assert _widget(app.selectbox, "Model").value.kind == "nuclei"
+    _widget(app.slider, "Detection threshold").set_value(0.05).run()
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert len(_widget(app.selectbox, "Heatmap").options) == 3
+    _widget(app.selectbox, "Heatmap").set_value("pleomorphism").run()
+    assert not app.exception
+    assert int(app.metric[1].value) >= 1
+    # Heatmap, detections, and the selected region's nuclei overlay.
+    assert len(app.image) == 3
+    assert "Region 1: nuclei at" in app.image[2].proto.imgs[0].caption
+    morphometry = app.dataframe[1].value
+    assert {"area", "eccentricity", "mean_hematoxylin"} <= set(morphometry.columns)

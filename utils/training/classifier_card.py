@@ -178,6 +178,8 @@ def ship_classifier(
             raise ConfigError(f"{required} is missing: run the CV and --final first.")
     cv = json.loads(cv_path.read_text())
     final = json.loads((final_dir / "final.json").read_text())
+    # The final model may have trained before the CV finished: take the CV temperature.
+    final["temperature"] = cv["summary"]["temperature"]["mean"] or 1.0
     probabilities, labels = out_of_fold_probabilities(arrays, config, run_dir, cv["n_folds"])
     pooled = pooled_cv_section(probabilities, labels, config.class_names)
     card = build_classifier_card(cv, final, pooled, describe_training_data(arrays), **fields)

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from utils.errors import ConfigError, EmptyMaskError
+from utils.errors import ConfigError, NoTissueError
 from utils.wsi.aggregate import HeatmapAccumulator, RegionSummary, find_regions
 from utils.wsi.reader import Slide
 from utils.wsi.scorers import MapSpec, TileScorer
@@ -168,7 +168,7 @@ def analyse_slide(
         Heatmaps, regions, burden and timings.
 
     Raises:
-        EmptyMaskError: No tissue, or no tile has enough tissue to score.
+        NoTissueError: No tissue, or no tile has enough tissue to score.
         ConfigError: An option is out of range.
         ImageDimensionError: The slide is smaller than one tile.
         CorruptImageError: The slide's data cannot be decoded.
@@ -192,7 +192,7 @@ def analyse_slide(
     )
     tiles = grid.tissue_tiles(tissue, options.min_tissue)
     if not tiles:
-        raise EmptyMaskError(
+        raise NoTissueError(
             f"No tile of {grid.size_level0} px has at least {options.min_tissue:.0%} tissue; "
             f"the tissue covers {tissue.fraction:.2%} of the slide. Lower the minimum "
             "tissue share or check the slide."

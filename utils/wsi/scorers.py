@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from utils.errors import ConfigError, ModelError
+from utils.histo.nuclei import DEFAULT_NUCLEI_BUNDLE
 from utils.inference.bundle import load_bundle, resolve_bundle_paths
 from utils.paths import SAVED_MODELS_DIR
 
@@ -32,7 +33,6 @@ __all__ = [
     "load_scorer",
 ]
 
-DEFAULT_NUCLEI_BUNDLE: Final = "nuclei_segmenter"
 #: Card keys that may record the microns per pixel a model was trained at.
 _CARD_MPP_KEYS: Final = ("mpp", "training_mpp", "microns_per_pixel", "target_mpp")
 #: Class names read as "the positive class" when none is chosen.
@@ -166,15 +166,14 @@ class NucleiScorer:
 
     def score(self, tiles: np.ndarray, mpp: float) -> np.ndarray:
         """(N, 3, g, g): nuclei/mm², nuclear area fraction, CV of nuclear areas."""
-        results = self._segmenter.segment_batch(tiles)
+        results = self._segmenter.segment_batch(tiles, mpp=mpp)
         grid = NUCLEI_GRID
         cell = tiles.shape[1] / grid
         cell_mm2 = (cell * mpp / 1000.0) ** 2
         out = np.full((len(tiles), 3, grid, grid), np.nan, dtype=np.float32)
         for index, result in enumerate(results):
             instances = np.asarray(result.instances)
-            foreground = np.asarray(result.foreground, dtype=bool)
-            out[index, 1] = _block_mean(foreground, grid)
+            out[index, 1] = _block_mean(instances > 0, grid)
             areas, rows, cols = _instance_areas_and_centres(instances)
             counts = np.zeros((grid, grid), dtype=np.float32)
             if areas.size:
@@ -216,6 +215,15 @@ def _instance_areas_and_centres(instances: np.ndarray) -> tuple[np.ndarray, ...]
     return areas[present], rows[present] / areas[present], cols[present] / areas[present]
 
 
+def _is_nuclei_card(card: dict[str, Any], stem: str) -> bool:
+    """Nuclei bundles are segmentation bundles with a nuclei subtask or architecture."""
+    return (
+        stem == DEFAULT_NUCLEI_BUNDLE
+        or "nuclei" in str(card.get("subtask", ""))
+        or str(card.get("architecture", "")).startswith("nuclei")
+    )
+
+
 def load_scorer(
     model: str | Path = DEFAULT_NUCLEI_BUNDLE,
     *,
@@ -225,7 +233,7 @@ def load_scorer(
 ) -> TileScorer:
     """The scorer for a bundle name or ``.keras`` path.
 
-    ``nuclei_segmenter`` (or a bundle whose card task mentions nuclei) gives a
+    ``nuclei_segmenter`` (or a bundle whose card has a nuclei subtask or architecture) gives a
     :class:`NucleiScorer`; any classification bundle a :class:`ClassifierScorer`.
 
     Raises:
@@ -239,7 +247,7 @@ def load_scorer(
     except (OSError, ValueError) as error:
         raise ModelError(f"Model card {card_path} cannot be read as JSON: {error}") from error
     task = str(card.get("task", ""))
-    if "nuclei" in task or card_path.stem == DEFAULT_NUCLEI_BUNDLE:
+    if _is_nuclei_card(card, card_path.stem):
         from utils.histo.nuclei import NucleiSegmenter
 
         if isinstance(card.get("input_shape"), list):

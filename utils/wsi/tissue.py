@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_objects
 
-from utils.errors import EmptyMaskError
+from utils.errors import NoTissueError
 
 __all__ = ["MIN_SATURATION", "TissueMask", "detect_tissue"]
 
@@ -74,7 +74,7 @@ def detect_tissue(
         The tissue mask.
 
     Raises:
-        EmptyMaskError: The slide shows no stained tissue (blank, or uniformly grey).
+        NoTissueError: The slide shows no stained tissue (blank, or uniformly grey).
     """
     saturation = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2HSV)[..., 1]
     spread = int(saturation.max()) - int(saturation.min())
@@ -83,7 +83,7 @@ def detect_tissue(
     # and grey padding out (H&E stain is far more saturated).
     threshold = max(otsu, float(MIN_SATURATION))
     if int(saturation.max()) <= threshold:
-        raise EmptyMaskError(
+        raise NoTissueError(
             f"No tissue found: the slide's colour saturation is at most "
             f"{int(saturation.max())} of 255, below the stain floor of {MIN_SATURATION}. "
             "Check that this is a stained H&E slide and not a blank or overview image."
@@ -96,7 +96,7 @@ def detect_tissue(
     mask = remove_small_objects(mask, max_size=min_size)
     mask = ndimage.binary_fill_holes(mask)
     if not mask.any():
-        raise EmptyMaskError(
+        raise NoTissueError(
             "No tissue found: only specks smaller than "
             f"{min_size} thumbnail pixels are stained. Check the slide."
         )

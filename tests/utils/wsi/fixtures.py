@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from utils.model_card import save_model_bundle
 from utils.models.classification import build_classifier
+from utils.models.nuclei import build_nuclei_model
 from utils.wsi.synthetic import write_synthetic_slide
 
 SLIDE_W, SLIDE_H, SLIDE_MPP = 1600, 1200, 0.5
@@ -74,6 +75,30 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def nuclei_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ``nuclei_segmenter`` bundle (64-px tiles at 2 µm/px) and a tile classifier.
+
+    Loaded through the real ``utils.histo.nuclei.NucleiSegmenter``, so the whole-slide
+    code is tested against the real nuclei interface; its maps mean nothing.
+    """
+    folder = tmp_path_factory.mktemp("nuclei_models")
+    keras.utils.set_random_seed(0)
+    model = build_nuclei_model("nuclei_unet", input_shape=(64, 64, 3), base_filters=4, depth=2)
+    card = {
+        "task": "segmentation",
+        "subtask": "nuclei_instances",
+        "architecture": "nuclei_unet",
+        "input_shape": [64, 64, 3],
+        "postprocess": {},
+        "training_mpp": PATCH_MPP,
+        "version": "test",
+    }
+    save_model_bundle(model, "nuclei_segmenter", card, models_dir=folder)
+    _save_classifier(folder, "tiny_patch", (PATCH_PX, PATCH_PX, 3), mpp=PATCH_MPP)
+    return folder
+
+
 @dataclass
 class FakeNucleiResult:
     foreground: np.ndarray
@@ -92,7 +117,7 @@ class ThresholdNucleiSegmenter:
         self.input_shape = (tile_px, tile_px, 3)
         self.card = {"name": "threshold_nuclei", "mpp": mpp, "input_shape": [tile_px] * 2 + [3]}
 
-    def segment_batch(self, tiles: np.ndarray) -> list[FakeNucleiResult]:
+    def segment_batch(self, tiles: np.ndarray, mpp: float | None = None) -> list[FakeNucleiResult]:
         results = []
         for tile in tiles:
             foreground = tile[..., 1] < 100

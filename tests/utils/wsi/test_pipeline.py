@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.utils.wsi.fixtures import SLIDE_H, SLIDE_W, ThresholdNucleiSegmenter
-from utils.errors import ConfigError, EmptyMaskError
+from utils.errors import ConfigError, NoTissueError
 from utils.wsi.pipeline import WsiOptions, analyse_slide
 from utils.wsi.reader import open_slide
 from utils.wsi.scorers import NucleiScorer, load_scorer
@@ -75,13 +75,13 @@ def test_classifier_pipeline_uses_the_card_mpp(synthetic_slide: Path, models_dir
 
 def test_blank_slide_has_no_tissue(blank_slide: Path, models_dir: Path) -> None:
     scorer = load_scorer("tiny_patch", models_dir=models_dir)
-    with open_slide(blank_slide) as slide, pytest.raises(EmptyMaskError, match="No tissue"):
+    with open_slide(blank_slide) as slide, pytest.raises(NoTissueError, match="No tissue"):
         analyse_slide(slide, scorer)
 
 
 def test_no_tile_with_enough_tissue(synthetic_slide: Path) -> None:
     scorer = NucleiScorer(ThresholdNucleiSegmenter(tile_px=64, mpp=0.5))
-    with open_slide(synthetic_slide) as slide, pytest.raises(EmptyMaskError, match="No tile"):
+    with open_slide(synthetic_slide) as slide, pytest.raises(NoTissueError, match="No tile"):
         analyse_slide(slide, scorer, WsiOptions(min_tissue=1.0, target_mpp=8.0))
 
 
@@ -97,3 +97,34 @@ def test_bad_options(synthetic_slide: Path, options: WsiOptions, message: str) -
     scorer = NucleiScorer(ThresholdNucleiSegmenter())
     with open_slide(synthetic_slide) as slide, pytest.raises(ConfigError, match=message):
         analyse_slide(slide, scorer, options)
+
+
+CMU1 = "wsi/CMU-1-Small-Region.svs"
+
+
+@pytest.mark.real_data
+def test_real_aperio_slide_end_to_end(shared_datasets: Path, models_dir: Path) -> None:
+    scorer = load_scorer("tiny_patch", models_dir=models_dir)
+    with open_slide(shared_datasets / CMU1) as slide:
+        result = analyse_slide(slide, scorer, WsiOptions(threshold=0.0))
+    # The tissue strip covers about a third of the 1.1 x 1.5 mm region.
+    assert 0.4 < result.summary.tissue_area_mm2 < 0.8
+    assert 0 < result.tiles_scored < result.tiles_total
+    # Threshold 0 detects all scored tissue: the burden is the scored share of it.
+    assert 90 < result.summary.burden_percent <= 100
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_shipped_nuclei_model_on_the_real_slide(shared_datasets: Path) -> None:
+    from utils.inference.bundle import available_bundles
+
+    if "nuclei_segmenter" not in available_bundles():
+        pytest.skip("the nuclei_segmenter bundle is not installed in saved_models/")
+    scorer = load_scorer("nuclei_segmenter")
+    with open_slide(shared_datasets / CMU1) as slide:
+        result = analyse_slide(slide, scorer)
+    stats = result.map_statistics()
+    # H&E tissue at 20x-40x holds thousands of nuclei per mm².
+    assert 500 < stats["cellularity"]["median"] < 20000
+    assert 0.02 < stats["nuclear_fraction"]["median"] < 0.8

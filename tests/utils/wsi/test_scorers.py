@@ -76,3 +76,19 @@ def test_nuclei_scorer_refuses_non_rgb_models() -> None:
     segmenter.input_shape = (64, 64, 1)
     with pytest.raises(ModelError, match="square RGB"):
         NucleiScorer(segmenter)
+
+
+def test_real_nuclei_interface_through_load_scorer(nuclei_models_dir: Path) -> None:
+    scorer = load_scorer("nuclei_segmenter", models_dir=nuclei_models_dir)
+    assert isinstance(scorer, NucleiScorer)
+    assert scorer.tile_px == 64 and scorer.mpp == PATCH_MPP
+    tiles = np.random.default_rng(1).integers(0, 255, (3, 64, 64, 3), np.uint8)
+    scores = scorer.score(tiles, PATCH_MPP)
+    assert scores.shape == (3, 3, 4, 4)
+    fraction = scores[:, 1]
+    assert np.all((fraction >= 0) & (fraction <= 1))
+    segmenter = scorer._segmenter
+    expected = [result.count for result in segmenter.segment_batch(tiles, mpp=PATCH_MPP)]
+    cell_mm2 = (16 * PATCH_MPP / 1000) ** 2
+    counted = scores[:, 0].sum(axis=(1, 2)) * cell_mm2
+    assert np.allclose(counted, expected)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.utils.wsi.fixtures import SLIDE_H, SLIDE_W
-from utils.errors import EmptyMaskError
+from utils.errors import NoTissueError
 from utils.wsi.reader import open_slide
 from utils.wsi.synthetic import TISSUE_ELLIPSES
 from utils.wsi.tissue import detect_tissue
@@ -57,12 +57,12 @@ def test_fills_holes_and_drops_dust() -> None:
     ids=["white", "black", "grey-noise"],
 )
 def test_no_tissue_is_a_clear_error(image: np.ndarray) -> None:
-    with pytest.raises(EmptyMaskError, match="No tissue found"):
+    with pytest.raises(NoTissueError, match="No tissue found"):
         detect_tissue(image, (1.0, 1.0))
 
 
 def test_dust_alone_is_no_tissue() -> None:
     image = np.full((300, 300, 3), 235, np.uint8)
     image[5:7, 5:7] = (150, 40, 120)
-    with pytest.raises(EmptyMaskError, match="specks"):
+    with pytest.raises(NoTissueError, match="specks"):
         detect_tissue(image, (1.0, 1.0))
