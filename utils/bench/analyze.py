@@ -107,9 +107,10 @@ def measure_analyze(options: BenchOptions) -> Outcome:
         lambda: kept.append(models.analyse(png)), repeats=options.analysis_repeats, warmup=2
     )
     naive_models = models.naive_models()
-    naive = repeat_timed(
-        lambda: naive_analysis(png, naive_models), repeats=_NAIVE_REPEATS[options.quick], warmup=1
-    )
+    naive_repeats = _NAIVE_REPEATS[options.quick]
+    if options.repeats is not None:
+        naive_repeats = min(naive_repeats, options.repeats)
+    naive = repeat_timed(lambda: naive_analysis(png, naive_models), repeats=naive_repeats, warmup=1)
     fast_stats, naive_stats = timing_stats(fast), timing_stats(naive)
     speedup = round(naive_stats["median"] / fast_stats["median"], 2)
     full = models.classifier is not None
