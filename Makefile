@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app api test test-all lint format clean
+.PHONY: setup app api test test-all lint format clean bench
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ app: setup
 # REST API (see api/settings.py for the API_* variables: token, limits, models folder).
 api: setup
 	$(BIN)/uvicorn api.main:app --host $${API_HOST:-0.0.0.0} --port $${API_PORT:-8000}
+
+# Benchmark (utils/bench): prints a table, writes artifacts/bench.json and rewrites the
+# README's performance block between the bench markers. BENCH_ARGS=--quick for a smoke run.
+bench: setup
+	$(BIN)/python -m utils.bench --json artifacts/bench.json --readme README.md $(BENCH_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest
