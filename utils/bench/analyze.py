@@ -24,6 +24,7 @@ from utils.bench.sample import SIDE, example_png
 from utils.bench.stats import repeat_timed, timing_stats
 from utils.explain import LESION_AREA, CamExplainer
 from utils.image_io import load_image
+from utils.inference.bundle import images_for_model, to_float_batch
 from utils.inference.classifier import LesionClassifier
 from utils.inference.segmenter import LesionSegmenter
 
@@ -83,6 +84,37 @@ def load_fast_models(options: BenchOptions) -> FastModels:
     return FastModels(options, with_classifier=options.bundle_present(options.classifier))
 
 
+def xla_cam_ab(models: FastModels, png: bytes, pairs: int) -> dict[str, Any]:
+    """Paired A/B of the Grad-CAM fast path: XLA-compiled vs plain graph, interleaved.
+
+    Both explainers explain the same model inputs in alternation, so load changes on a
+    shared machine hit both alike; the ratio is the median of the per-pair ratios.
+    """
+    image = load_image(png)
+    cases = [(models.segmenter.model, models.segmenter.input_shape, LESION_AREA)]
+    if models.classifier is not None:
+        cases.append((models.classifier.model, models.classifier.input_shape, 0))
+    report = {}
+    for model, shape, target in cases:
+        batch = to_float_batch(images_for_model([image], shape), shape)[0]
+        explainers = {flag: CamExplainer(model, jit_compile=flag) for flag in (True, False)}
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for explainer in explainers.values():
+            explainer.explain(batch, target)  # build and compile outside the clock
+        for _ in range(pairs):
+            for flag, explainer in explainers.items():
+                times[flag] += repeat_timed(
+                    lambda e=explainer, b=batch, t=target: e.explain(b, t), repeats=1, warmup=0
+                )
+        ratios = np.asarray(times[False]) / np.asarray(times[True])
+        report[model.name] = {
+            "xla_ms": timing_stats(times[True]),
+            "plain_ms": timing_stats(times[False]),
+            "plain_over_xla": round(float(np.median(ratios)), 2),
+        }
+    return report
+
+
 def _step_medians(results: list[AnalysisResult]) -> dict[str, float]:
     """Median milliseconds of each analysis step, from the results' own timings."""
     steps = results[0].timings.keys()
@@ -125,6 +157,7 @@ def measure_analyze(options: BenchOptions) -> Outcome:
         )
         for key in ("analyze_ms", "naive_analyze_ms", "speedup_vs_naive"):
             outcome.skip(key, reason)
+    outcome.details["xla_gradcam_ab"] = xla_cam_ab(models, png, 3 if options.quick else 10)
     outcome.details["analyze"] = {
         "image": f"{SIDE}x{SIDE} PNG from examples/malignant_irregular_01.png",
         "with_classifier": full,
