@@ -30,7 +30,13 @@ from utils.paths import SAVED_MODELS_DIR, default_datasets_dir
 from utils.wsi.outputs import colour_map, detections_image, overlay_image, regions_geojson
 from utils.wsi.pipeline import ProgressCallback, WsiOptions, WsiResult, analyse_slide
 from utils.wsi.reader import open_slide
-from utils.wsi.scorers import DEFAULT_NUCLEI_BUNDLE, TileScorer, check_tile_input
+from utils.wsi.scorers import (
+    DEFAULT_NUCLEI_BUNDLE,
+    ClassifierScorer,
+    NucleiScorer,
+    TileScorer,
+    check_tile_input,
+)
 
 __all__ = [
     "MAX_UPLOAD_BYTES",
@@ -70,11 +76,17 @@ def models_dir() -> Path:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A model the page offers: bundle name, label and kind (``nuclei``/``classifier``)."""
+    """A model the page offers: bundle name, label, kind and default detection threshold."""
 
     bundle: str
     label: str
     kind: str
+
+    @property
+    def default_threshold(self) -> float:
+        """The scorer's own default (nuclear area fraction or class probability)."""
+        scorer = NucleiScorer if self.kind == "nuclei" else ClassifierScorer
+        return float(scorer.default_threshold)
 
 
 def nuclei_installed() -> bool:

@@ -82,12 +82,11 @@ with st.sidebar:
         help="Needed when the file has no scale (plain PNG/JPEG, some TIFFs): "
         "0.25 for a 40x scan, 0.5 for 20x.",
     )
-    default_threshold = 0.3 if choice.kind == "nuclei" else 0.5
     threshold = st.slider(
         "Detection threshold",
         0.05,
         0.95,
-        default_threshold,
+        choice.default_threshold,
         0.05,
         help="Nuclei model: nuclear area fraction; classifiers: class probability.",
     )
@@ -171,9 +170,14 @@ if rows is not None:
     if not has_nuclei:
         st.info("The nuclei view needs the nuclei model (nuclei_segmenter), not installed.")
     else:
+        view_key = (run_key, region_id)
         try:
-            crop, crop_mpp = region_crop(slide_path, result, region_id, mpp=mpp)
-            overlay, morphometry = nuclei_view(load_nuclei_segmenter(), crop, crop_mpp)
+            # Kept per region, so display-only reruns do not segment the crop again.
+            if st.session_state.get("nuclei_view", (None,))[0] != view_key:
+                crop, crop_mpp = region_crop(slide_path, result, region_id, mpp=mpp)
+                overlay, morphometry = nuclei_view(load_nuclei_segmenter(), crop, crop_mpp)
+                st.session_state["nuclei_view"] = (view_key, overlay, morphometry, crop_mpp)
+            _, overlay, morphometry, crop_mpp = st.session_state["nuclei_view"]
             col_crop, col_table = st.columns(2)
             col_crop.image(overlay, caption=f"Region {region_id}: nuclei at {crop_mpp:.2f} µm/px")
             with col_table:

@@ -19,6 +19,7 @@ TF_ONLY_MODULES = {"tensorflow", "utils.pipelines", "utils.augment", "tf_keras_v
 BACKEND_AGNOSTIC = [
     *sorted((ROOT / "utils" / "training").glob("*.py")),
     *sorted((ROOT / "utils" / "models").glob("*.py")),
+    *sorted((ROOT / "utils" / "wsi").glob("*.py")),  # the whole-slide tile loop
     ROOT / "utils" / "train.py",
     ROOT / "utils" / "labels.py",
     ROOT / "utils" / "augment_config.py",

@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     shortcuts.add_argument("--limit", type=int, default=200, help="images with marks to measure")
     shortcuts.add_argument("--seed", type=int, default=0, help="order in which images are scanned")
     shortcuts.set_defaults(batch_size=_DEFAULT_BATCH_SIZE)
+    nuclei = tasks.add_parser("nuclei", help="H&E nuclei segmenter: Dice, AJI (MoNuSeg layout)")
+    nuclei.add_argument("--data", type=Path, required=True, help="MoNuSeg-layout folder")
+    nuclei.add_argument("--json", type=Path, required=True, help="report file to write")
+    nuclei.add_argument("--model", default="nuclei_segmenter", help="bundle name or .keras path")
+    nuclei.add_argument("--batch-size", type=int, default=8)
     return parser
 
 
@@ -103,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "segment": run_segment,
         "classify": run_classify,
         "shortcuts": run_shortcuts,
+        "nuclei": run_nuclei,
     }
     try:
         if args.batch_size < 1:
@@ -333,6 +339,16 @@ def _classify_records(
     return np.concatenate(chunks)
 
 
+# ----------------------------------------------------------------------------- nuclei
+
+
+def run_nuclei(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate a nuclei bundle on a MoNuSeg-layout folder: per-image and mean Dice and AJI."""
+    from utils.evaluation.nuclei import evaluate_nuclei_folder
+
+    return evaluate_nuclei_folder(args.data, args.model, batch_size=args.batch_size)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -399,7 +415,9 @@ def _summary_line(task: str, report: dict[str, Any], path: Path) -> str:
             f"{report['n_with_marks']} of {report['n_scanned']} scanned images had marks. "
             f"Report: {path}"
         )
-    keys = ("dice_mean", "iou_mean") if task == "segment" else ("accuracy", "macro_auc")
+    keys = {"segment": ("dice_mean", "iou_mean"), "nuclei": ("dice", "aji")}.get(
+        task, ("accuracy", "macro_auc")
+    )
     values = ", ".join(
         f"{key} {report[key]:.3f}" if report.get(key) is not None else f"{key} n/a" for key in keys
     )

@@ -31,6 +31,7 @@ def test_only_rgb_tile_models_are_offered(in_models_dir: Path) -> None:
     choices = histo.slide_model_choices()
     assert [choice.bundle for choice in choices] == ["tiny_patch"]  # not the grayscale one
     assert choices[0].kind == "classifier" and "32 px tiles" in choices[0].label
+    assert choices[0].default_threshold == 0.5
     assert not histo.nuclei_installed()
 
 
@@ -89,3 +90,11 @@ def test_nuclei_view_draws_boundaries_and_measures(result, synthetic_slide: Path
     assert overlay.shape == crop.shape
     assert (overlay == (0, 255, 0)).all(axis=2).any()
     assert len(morphometry.per_nucleus) > 0
+
+
+def test_nuclei_model_is_offered_first(nuclei_models_dir: Path, monkeypatch) -> None:
+    monkeypatch.setattr(histo, "MODELS_DIR", nuclei_models_dir)
+    choices = histo.slide_model_choices()
+    assert [choice.kind for choice in choices] == ["nuclei", "classifier"]
+    assert choices[0].default_threshold == NucleiScorer.default_threshold
+    assert histo.nuclei_installed()

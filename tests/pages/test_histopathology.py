@@ -66,6 +66,7 @@ def test_uploaded_slide_shows_heatmap_detections_and_regions(synthetic_slide: Pa
     assert len(app.image) == 2 and not app.exception
 
 
+@pytest.mark.slow  # the no-mpp error is also covered by the reader and CLI tests
 def test_slide_without_mpp_asks_for_it_then_runs(slide_without_mpp: Path) -> None:
     app = _upload(slide_without_mpp)
     app.button[0].click().run()
@@ -84,6 +85,7 @@ def test_blank_slide_says_no_tissue(blank_slide: Path) -> None:
     assert not app.image
 
 
+@pytest.mark.slow  # nuclei_view and its morphometry are also covered by the helper tests
 def test_nuclei_model_gives_three_maps_and_the_region_morphometry(
     synthetic_slide: Path, nuclei_models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -92,7 +92,7 @@ class WatershedConfig:
     """
 
     foreground_threshold: float = 0.5
-    marker_threshold: float = 0.35
+    marker_threshold: float = 0.4
     min_marker_area: int = 4
     min_area: int = 20
 

@@ -18,7 +18,8 @@ from typing import Final, Self
 
 import cv2
 import numpy as np
-from skimage.color import hed2rgb, rgb2hed
+from skimage.color import rgb2hed
+from skimage.color.colorconv import hed_from_rgb, rgb_from_hed
 
 from utils.errors import ConfigError, NoTissueError
 from utils.histo._checks import check_rgb_uint8
@@ -48,7 +49,7 @@ REFERENCE_MAX_CONCENTRATIONS: Final = np.array([1.9705, 1.0308])
 def optical_density(rgb: np.ndarray) -> np.ndarray:
     """Optical density ``-log((I + 1) / I0)`` of a uint8 RGB image, as float (H, W, 3)."""
     pixels = check_rgb_uint8(rgb)
-    return -np.log((pixels.astype(np.float64) + 1.0) / BACKGROUND_INTENSITY).clip(min=0.0)
+    return np.clip(-np.log((pixels.astype(np.float64) + 1.0) / BACKGROUND_INTENSITY), 0.0, None)
 
 
 def _tissue_od(rgb: np.ndarray) -> np.ndarray:
@@ -72,7 +73,12 @@ def estimate_stain_matrix(rgb: np.ndarray) -> np.ndarray:
     """
     tissue = _tissue_od(rgb)
     # The two leading eigenvectors of the OD covariance span the plane of the two stains.
-    _, eigenvectors = np.linalg.eigh(np.cov(tissue, rowvar=False))
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(tissue, rowvar=False))
+    if eigenvalues[1] < 1e-8:
+        raise NoTissueError(
+            "The image has no colour variation between stained pixels (e.g. all black or "
+            "one flat colour); two stains cannot be separated. Is it an H&E image?"
+        )
     plane = eigenvectors[:, [2, 1]]
     if plane[0, 0] < 0:
         plane[:, 0] *= -1
@@ -222,10 +228,14 @@ def hed_augment(
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{name} must be in [0, 1); got {value!r}.")
     pixels = check_rgb_uint8(rgb)
-    hed = rgb2hed(pixels)
+    # skimage's rgb2hed/hed2rgb, without rgb2hed's clipping of negative densities, so an
+    # unperturbed round trip returns the input exactly (up to rounding).
+    log_adjust = np.log(1e-6)
+    unit = np.maximum(pixels.astype(np.float64) / 255.0, 1e-6)
+    hed = (np.log(unit) / log_adjust) @ hed_from_rgb
     scale = rng.uniform(1 - scale_sigma, 1 + scale_sigma, size=3)
     shift = rng.uniform(-shift_sigma, shift_sigma, size=3)
-    out = hed2rgb(hed * scale + shift)
+    out = np.exp(((hed * scale + shift) * log_adjust) @ rgb_from_hed)
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -127,7 +127,9 @@ def _outer_polygon(component: np.ndarray, offset: tuple[int, int], scale: tuple[
     contours, _ = cv2.findContours(
         component.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )
-    contour = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
+    # Half-cell tolerance drops the staircase of the cell grid, keeps the shape.
+    contour = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 0.5, True)
+    contour = contour.reshape(-1, 2).astype(np.float64)
     if len(contour) < 3:  # a one-cell or one-line region: its bounding box
         rows, cols = np.nonzero(component)
         x0, x1 = cols.min(), cols.max() + 1
@@ -135,7 +137,10 @@ def _outer_polygon(component: np.ndarray, offset: tuple[int, int], scale: tuple[
         contour = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64) - 0.5
     # Contour points are cell indices: +0.5 puts them on the cell centres in level 0.
     points = [
-        [round((x + 0.5 + offset[0]) * scale[0], 1), round((y + 0.5 + offset[1]) * scale[1], 1)]
+        [
+            round(float((x + 0.5 + offset[0]) * scale[0]), 1),
+            round(float((y + 0.5 + offset[1]) * scale[1]), 1),
+        ]
         for x, y in contour
     ]
     return [*points, points[0]]

@@ -15,7 +15,9 @@ Examples::
 
 ``--model untrained-tiny`` builds a small untrained RGB classifier (a pipeline fixture:
 its scores mean nothing) so the memory curve shows the reader, tiler and heatmaps
-rather than a slow model.
+rather than a slow model. ``--model untrained-nuclei`` builds an untrained network of
+the nuclei model's architecture and tile size, for a throughput estimate before the
+trained bundle is installed; its maps mean nothing either.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from typing import Any
 __all__ = ["main"]
 
 UNTRAINED = "untrained-tiny"
+#: An untrained network of the shipped nuclei architecture and tile size: same compute
+#: per tile as the trained one (the watershed's cost still depends on the output).
+UNTRAINED_NUCLEI = "untrained-nuclei"
 
 
 def _rss_kib(field: str) -> int:
@@ -39,6 +44,26 @@ def _rss_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return -1
+
+
+def _untrained_nuclei_bundle(folder: Path) -> Path:
+    import keras
+
+    from utils.model_card import save_model_bundle
+    from utils.models.nuclei import build_nuclei_model
+
+    keras.utils.set_random_seed(0)
+    model = build_nuclei_model("nuclei_unet", input_shape=(256, 256, 3))
+    card = {
+        "task": "segmentation",
+        "subtask": "nuclei_instances",
+        "architecture": "nuclei_unet",
+        "input_shape": [256, 256, 3],
+        "postprocess": {},
+        "training_mpp": 0.25,
+        "status": "untrained benchmark fixture",
+    }
+    return save_model_bundle(model, "nuclei_segmenter", card, models_dir=folder)
 
 
 def _untrained_bundle(folder: Path) -> Path:
@@ -67,7 +92,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     from utils.wsi.scorers import load_scorer
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = _untrained_bundle(Path(tmp)) if args.model == UNTRAINED else args.model
+        builders = {UNTRAINED: _untrained_bundle, UNTRAINED_NUCLEI: _untrained_nuclei_bundle}
+        model = builders[args.model](Path(tmp)) if args.model in builders else args.model
         scorer = load_scorer(model, batch_size=args.batch_size)
     options = WsiOptions(target_mpp=args.target_mpp, batch_size=args.batch_size)
     baseline = _rss_kib("VmRSS")
@@ -127,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         help="sides of square synthetic pyramidal TIFFs to generate and measure",
     )
     parser.add_argument(
-        "--model", default="nuclei_segmenter", help=f"bundle name or path, or '{UNTRAINED}'"
+        "--model",
+        default="nuclei_segmenter",
+        help=f"bundle name or path, '{UNTRAINED}' or '{UNTRAINED_NUCLEI}'",
     )
     parser.add_argument("--target-mpp", type=float, default=None)
     parser.add_argument("--mpp", type=float, default=None)

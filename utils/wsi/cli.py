@@ -13,9 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from utils.errors import TumorLensError
+from utils.errors import ConfigError, TumorLensError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["MPP_AT_1X", "build_parser", "main"]
+
+#: Microns per pixel at 1x, by the scanner convention 40x = 0.25 µm/px, 20x = 0.5 µm/px.
+MPP_AT_1X = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="microns per level-0 pixel; required when the file has no scale metadata",
     )
-    parser.add_argument(
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument(
         "--target-mpp",
         type=float,
         default=None,
         help="microns per tile pixel (default: the model card's, else 0.5)",
+    )
+    scale.add_argument(
+        "--magnification",
+        type=float,
+        default=None,
+        help="tile magnification instead of --target-mpp, as 10 / mpp (40x = 0.25 µm/px)",
     )
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap share")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -90,8 +100,6 @@ def _select_device(device: str) -> None:
 
         found = bool(tf.config.list_physical_devices("GPU"))
     if not found:
-        from utils.errors import ConfigError
-
         raise ConfigError(f"--device gpu: the {backend} backend sees no GPU; use --device cpu.")
 
 
@@ -107,9 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from utils.wsi.reader import open_slide
         from utils.wsi.scorers import load_scorer
 
+        target_mpp = args.target_mpp
+        if args.magnification is not None:
+            if not args.magnification > 0:
+                raise ConfigError(f"--magnification must be positive; got {args.magnification}.")
+            target_mpp = MPP_AT_1X / args.magnification
         options = WsiOptions(
             threshold=args.threshold,
-            target_mpp=args.target_mpp,
+            target_mpp=target_mpp,
             overlap=args.overlap,
             batch_size=args.batch_size,
             min_tissue=args.min_tissue,
@@ -117,19 +130,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             sigma_um=args.sigma_um,
         )
         options.validate()
-        scorer = load_scorer(
-            args.model, positive_class=args.positive_class, batch_size=args.batch_size
-        )
-        with (
-            open_slide(args.image, mpp=args.mpp) as slide,
-            tqdm(unit="tile", desc="tiles", file=sys.stderr) as bar,
-        ):
+        # The slide first: a bad file fails in milliseconds, before the model loads.
+        with open_slide(args.image, mpp=args.mpp) as slide:
+            scorer = load_scorer(
+                args.model, positive_class=args.positive_class, batch_size=args.batch_size
+            )
+            with tqdm(unit="tile", desc="tiles", file=sys.stderr) as bar:
 
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
+                def progress(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
 
-            result = analyse_slide(slide, scorer, options, progress=progress)
+                result = analyse_slide(slide, scorer, options, progress=progress)
         paths = write_outputs(result, args.out)
     except TumorLensError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -144,7 +144,8 @@ def _report_figure(result: WsiResult, overlay: np.ndarray, detections: np.ndarra
         panels.append((f"{spec.label} ({spec.unit})", ("map", values)))
     panels.append(
         (
-            f"{len(result.summary.regions)} regions, burden {result.summary.burden_percent:.1f}%",
+            f"{len(result.summary.regions)} region{'' if len(result.summary.regions) == 1 else 's'}"
+            f", burden {result.summary.burden_percent:.1f}% of tissue",
             detections,
         )
     )

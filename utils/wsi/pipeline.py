@@ -100,13 +100,13 @@ class WsiResult:
         elapsed = self.seconds.get("tiles", 0.0)
         return self.tiles_scored / elapsed if elapsed > 0 else 0.0
 
-    def map_statistics(self) -> dict[str, dict[str, float | None]]:
-        """Mean, median and 95th percentile of every map over scored tissue."""
-        stats: dict[str, dict[str, float | None]] = {}
+    def map_statistics(self) -> dict[str, dict[str, Any]]:
+        """Unit, mean, median and 95th percentile of every map over scored tissue."""
+        stats: dict[str, dict[str, Any]] = {}
         for spec, values in zip(self.map_specs, self.maps, strict=True):
             inside = values[self.tissue.mask & np.isfinite(values)]
             stats[spec.name] = {
-                "unit": spec.unit,  # type: ignore[dict-item]
+                "unit": spec.unit,
                 "mean": float(inside.mean()) if inside.size else None,
                 "median": float(np.median(inside)) if inside.size else None,
                 "p95": float(np.percentile(inside, 95)) if inside.size else None,

@@ -146,7 +146,7 @@ class NucleiScorer:
     maps = (
         MapSpec("cellularity", "Cellularity", "nuclei/mm²"),
         MapSpec("nuclear_fraction", "Nuclear area fraction", "fraction"),
-        MapSpec("pleomorphism", "Pleomorphism (CV of nuclear area)", "CV"),
+        MapSpec("pleomorphism", "Pleomorphism", "CV of nuclear area"),
     )
 
     def __init__(self, segmenter: Any, *, name: str = DEFAULT_NUCLEI_BUNDLE) -> None:

@@ -1,0 +1,81 @@
+"""Distance targets and watershed separation of touching nuclei."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.draw import disk
+
+from utils.errors import ConfigError, ImageDimensionError
+from utils.evaluation.nuclei import aggregated_jaccard_index
+from utils.histo.instances import (
+    WatershedConfig,
+    distance_target,
+    instances_from_mask,
+    separate_instances,
+)
+
+
+def _two_touching_discs() -> np.ndarray:
+    labels = np.zeros((64, 64), dtype=np.int32)
+    labels[disk((32, 22), 10, shape=labels.shape)] = 1
+    labels[disk((32, 40), 10, shape=labels.shape)] = 2  # overlaps: shared border
+    return labels
+
+
+def test_instances_from_mask_uses_4_connectivity() -> None:
+    mask = np.zeros((6, 6), bool)
+    mask[0, 0] = mask[1, 1] = True  # diagonal neighbours: two nuclei
+    mask[4:6, 4:6] = True
+    labels = instances_from_mask(mask)
+    assert labels.dtype == np.int32 and labels.max() == 3
+
+
+def test_distance_target_dips_between_touching_nuclei() -> None:
+    labels = _two_touching_discs()
+    target = distance_target(labels, scale=8.0)
+    assert target.dtype == np.float32
+    assert target.max() == pytest.approx(1.0)
+    assert target[labels == 0].max() == 0.0
+    # Between the two centres, the border column is at zero distance, the centres high.
+    row = target[32]
+    border_column = int(np.flatnonzero((labels[32, :-1] == 1) & (labels[32, 1:] == 2))[0])
+    assert row[border_column] == 0.0
+    assert row[22] > 0.9 and row[40] > 0.9
+
+
+def test_separate_instances_splits_touching_nuclei_from_perfect_maps() -> None:
+    labels = _two_touching_discs()
+    foreground = (labels > 0).astype(np.float32)
+    predicted = separate_instances(foreground, distance_target(labels, 12.0))
+    assert predicted.max() == 2
+    assert aggregated_jaccard_index(labels, predicted) > 0.9
+
+
+def test_small_nuclei_without_markers_are_kept_and_tiny_specks_dropped() -> None:
+    foreground = np.zeros((40, 40), np.float32)
+    foreground[5:11, 5:11] = 1.0  # 36 px nucleus, too small to reach the marker threshold
+    foreground[30:33, 30:33] = 1.0  # 9 px speck, below min_area
+    distance = np.zeros_like(foreground)
+    predicted = separate_instances(foreground, distance, WatershedConfig(min_area=20))
+    assert predicted.max() == 1
+    assert (predicted[5:11, 5:11] == 1).all()
+    assert predicted[30:33, 30:33].max() == 0
+
+
+def test_config_round_trip_and_validation() -> None:
+    config = WatershedConfig(foreground_threshold=0.4, marker_threshold=0.3)
+    assert WatershedConfig.from_dict({**config.to_dict(), "unknown": 1}) == config
+    with pytest.raises(ConfigError, match="foreground_threshold"):
+        WatershedConfig(foreground_threshold=1.5)
+    with pytest.raises(ConfigError, match="min_area"):
+        WatershedConfig(min_area=0)
+
+
+def test_bad_maps_raise() -> None:
+    with pytest.raises(ImageDimensionError, match="one shape"):
+        separate_instances(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(ImageDimensionError, match=r"\(H, W\)"):
+        instances_from_mask(np.zeros((4, 4, 3)))
+    with pytest.raises(ConfigError, match="scale"):
+        distance_target(np.zeros((4, 4), int), scale=0)

@@ -1,0 +1,68 @@
+"""Nuclei training: a tiny CV + final run + shipped bundle on synthetic tiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.utils.histo.synthetic import synthetic_tiles, write_monuseg_folder
+from utils.histo.nuclei import NucleiSegmenter
+from utils.train import main as train_main
+from utils.training.nuclei import NucleiTrainConfig, cross_validate, parse_setting, stack_targets
+from utils.training.nuclei_final import ship_bundle, train_final
+
+TINY = {"base_filters": 2, "depth": 1, "crop_size": 32, "batch_size": 2, "steps_per_epoch": 2,
+        "epochs": 1}  # fmt: skip
+
+
+def test_stack_targets_encodes_mask_and_distance() -> None:
+    tiles = synthetic_tiles(2)
+    images, targets = stack_targets(tiles)
+    assert images.shape == (2, 64, 64, 3) and targets.shape == (2, 64, 64, 2)
+    assert set(np.unique(targets[..., 0])) == {0, 255}
+    assert targets[..., 1][tiles.instances[0] == 0].max() == 0
+    assert targets[..., 1].max() > 100
+
+
+def test_parse_setting() -> None:
+    config = parse_setting("fg=0.4,marker=0.55")
+    assert config.foreground_threshold == 0.4 and config.marker_threshold == 0.55
+
+
+@pytest.mark.slow
+def test_cv_final_and_ship(tmp_path: Path) -> None:
+    tiles = synthetic_tiles(4)
+    config = NucleiTrainConfig(**TINY)
+    summary = cross_validate(tiles, config, tmp_path / "run", n_folds=2)
+    assert summary["n_folds"] == 2
+    assert summary["best_setting"] in summary["per_setting"]
+    assert 0.0 <= summary["best"]["aji"]["mean"] <= 1.0
+    model, info = train_final(tiles, config, tmp_path / "run" / "final")
+    assert info["epochs_run"] == 1
+    path = ship_bundle(model, tiles, config, info, summary, models_dir=tmp_path / "models")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["cv_metrics"]["aji"]["n"] == 2
+    assert card["training_data"]["n_tiles"] == 4
+    assert card["training_mpp"] == 0.25
+    segmenter = NucleiSegmenter.from_bundle(path)
+    assert segmenter.segment(tiles.images[0]).instances.shape == (64, 64)
+
+
+@pytest.mark.slow
+def test_train_cli_nuclei_end_to_end(tmp_path: Path) -> None:
+    data = write_monuseg_folder(tmp_path / "data", count=4)
+    argv = ["nuclei", "--data", str(data), "--out", str(tmp_path / "run"), "--folds", "2",
+            "--final", "--base-filters", "2", "--depth", "1", "--crop-size", "32",
+            "--batch-size", "2", "--steps-per-epoch", "1", "--epochs", "1"]  # fmt: skip
+    assert train_main(argv) == 0
+    assert (tmp_path / "run" / "cv.json").exists()
+    assert (tmp_path / "run" / "final" / "model.keras").exists()
+
+
+def test_train_cli_ship_without_final_model_fails(tmp_path: Path) -> None:
+    data = write_monuseg_folder(tmp_path / "data", count=2)
+    argv = ["nuclei", "--data", str(data), "--out", str(tmp_path / "run"), "--ship"]
+    assert train_main(argv) == 2
