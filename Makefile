@@ -33,6 +33,11 @@ app: setup
 api: setup
 	$(BIN)/uvicorn api.main:app --host $${API_HOST:-0.0.0.0} --port $${API_PORT:-8000}
 
+# Benchmark (utils/bench): prints a table, writes artifacts/bench.json and rewrites the
+# README's performance block between the bench markers. BENCH_ARGS=--quick for a smoke run.
+bench: setup
+	$(BIN)/python -m utils.bench --json artifacts/bench.json --readme README.md $(BENCH_ARGS)
+
 test: setup browser-deps
 	$(BIN)/python -m pytest
 

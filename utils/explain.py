@@ -153,6 +153,26 @@ def _resized(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(cam, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
+class _XlaWithFallback:
+    """Calls ``xla`` until XLA fails to compile it (an op it lacks), then ``plain`` for good."""
+
+    def __init__(self, xla: Any, plain: Any) -> None:
+        self._xla, self._plain, self._chosen = xla, plain, xla
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self._chosen(*args)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+            if self._chosen is self._plain:
+                raise
+            self._chosen = self._plain
+            return self._plain(*args)
+
+    def experimental_get_tracing_count(self) -> int:
+        """Traces of the function in use (as ``tf.function``'s method)."""
+        return self._chosen.experimental_get_tracing_count()
+
+
 # ----------------------------------------------------------------------------- checks
 
 
@@ -219,6 +239,7 @@ class CamExplainer:
         *,
         scorecam_max_channels: int = DEFAULT_SCORECAM_MAX_CHANNELS,
         scorecam_batch_size: int = DEFAULT_SCORECAM_BATCH_SIZE,
+        jit_compile: bool = True,
     ) -> None:
         """Prepare to explain ``model``; nothing is built until the first CAM.
 
@@ -226,6 +247,8 @@ class CamExplainer:
             model: A classifier (N, classes) or segmenter (N, H, W, classes) with one input.
             scorecam_max_channels: Feature maps Score-CAM keeps at most.
             scorecam_batch_size: Masked images per Score-CAM forward pass.
+            jit_compile: Compile the Grad-CAM forward and backward pass with XLA (falls
+                back to the plain graph if XLA cannot compile the model).
 
         Raises:
             ModelError: The model is neither a classifier nor a segmenter.
@@ -241,6 +264,7 @@ class CamExplainer:
         self.kind = model_kind(model)
         self._scores_are_logits = scores_are_logits(model)
         self.submodel_builds = 0
+        self._jit_compile = bool(jit_compile)
         self._input_shape: tuple[int | None, ...] = tuple(model.inputs[0].shape[1:])
         self._input_spec = tf.TensorSpec((None, *self._input_shape), tf.float32)
         self._scorecam_max_channels = scorecam_max_channels
@@ -365,7 +389,6 @@ class CamExplainer:
             name=f"{self.model.name}_cam_{layer_name}",
         )
 
-        @tf.function(input_signature=[self._input_spec, _INDEX_SPEC])
         def activations_and_gradients(
             images: tf.Tensor, class_index: tf.Tensor
         ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -375,11 +398,21 @@ class CamExplainer:
             gradients = tape.gradient(score, activations)
             return tf.cast(activations, tf.float32), tf.cast(gradients, tf.float32)
 
+        signature = [self._input_spec, _INDEX_SPEC]
+        gradients_fn = tf.function(activations_and_gradients, input_signature=signature)
+        if self._jit_compile:
+            # XLA fuses the backward pass: about 1.4x faster Grad-CAMs of the shipped
+            # segmenter on a 2-core CPU (python -m utils.bench, paired A/B).
+            gradients_fn = _XlaWithFallback(
+                tf.function(activations_and_gradients, input_signature=signature, jit_compile=True),
+                gradients_fn,
+            )
+
         @tf.function(input_signature=[self._input_spec])
         def activations(images: tf.Tensor) -> tf.Tensor:
             return tf.cast(submodel(images, training=False)[0], tf.float32)
 
-        return _LayerGraph(activations_and_gradients, activations)
+        return _LayerGraph(gradients_fn, activations)
 
     def _score_model(self) -> keras.Model:
         """``image -> score output`` (logits or lesion probabilities), sharing the weights."""

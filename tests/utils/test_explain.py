@@ -343,3 +343,24 @@ def test_cam_mass_inside_rejects_bad_input() -> None:
         cam_mass_inside(np.ones((4, 4)), np.ones((4, 5), bool))
     with pytest.raises(InvalidImageError, match="non-negative"):
         cam_mass_inside(-np.ones((4, 4)), np.ones((4, 4), bool))
+
+
+def test_xla_gradients_fall_back_to_the_plain_graph_when_xla_cannot_compile() -> None:
+    import tensorflow as tf
+
+    from utils.explain import _XlaWithFallback
+
+    calls = []
+
+    def xla(*args: object) -> str:
+        calls.append("xla")
+        raise tf.errors.UnimplementedError(None, None, "no XLA kernel")
+
+    def plain(*args: object) -> str:
+        calls.append("plain")
+        return "cam"
+
+    fallback = _XlaWithFallback(xla, plain)
+    assert fallback(1, 2) == "cam"
+    assert fallback(1, 2) == "cam"
+    assert calls == ["xla", "plain", "plain"]  # XLA is not retried
