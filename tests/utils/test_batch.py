@@ -5,6 +5,8 @@ The process-based local cluster and the SIGKILL test are in test_batch_cluster.p
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -79,9 +81,8 @@ def test_list_items_finds_images_recursively_and_skips_hidden_and_other_files(
         list_items(tmp_path / "empty")
 
 
-def test_unknown_and_pending_tasks_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match=r"wsi task requires utils\.wsi"):
-        get_task("wsi")
+def test_unknown_tasks_are_config_errors_and_wsi_reads_slides() -> None:
+    assert get_task("wsi").reads == "slide" and get_task("segment").reads == "image"
     with pytest.raises(ConfigError, match="Unknown batch task 'detect'; choose one of: classify"):
         get_task("detect")
 
@@ -228,7 +229,7 @@ def test_cli_reports_errors_with_status_2_and_summarises_a_run(
     out = tmp_path / "cli.parquet"
     common = ["--input", str(cohort), "--out", str(out), "--models-dir", str(batch_models_dir)]
     assert main([*common, "--task", "wsi"]) == 2
-    assert "wsi task requires utils.wsi" in capsys.readouterr().err
+    assert "wsi_model bundle 'nuclei_segmenter' is not installed" in capsys.readouterr().err
     assert main([*common, "--task", "segment", "--threshold", "2"]) == 2
     assert "threshold must be between 0 and 1" in capsys.readouterr().err
     assert main([*common, "--task", "segment", "--scheduler", SYNCHRONOUS, "--no-progress"]) == 0
@@ -245,3 +246,24 @@ def test_a_part_interrupted_mid_write_is_discarded(tmp_path: Path, batch_models_
     leftover.write_bytes(b"half a parquet file")
     table = run_batch(make_config(cohort, out, batch_models_dir, "segment"))
     assert not leftover.exists() and len(table) == 2
+
+
+def test_wsi_task_gives_one_row_per_slide_and_error_rows_for_bad_slides(
+    tmp_path: Path, nuclei_models_dir: Path, synthetic_slide: Path, slide_without_mpp: Path
+) -> None:
+    cohort = tmp_path / "slides"
+    cohort.mkdir()
+    shutil.copy(synthetic_slide, cohort / "a.tif")
+    shutil.copy(slide_without_mpp, cohort / "b.tif")
+    (cohort / "notes.txt").write_text("not a slide")
+    config = make_config(
+        cohort, tmp_path / "wsi.parquet", nuclei_models_dir, "wsi", scheduler=SYNCHRONOUS
+    )
+    table = run_batch(config).set_index("item")
+    assert list(table.index) == ["a.tif", "b.tif"]
+    ok = table.loc["a.tif"]
+    assert ok["status"] == "ok" and ok["width"] == 1600 and ok["height"] == 1200
+    assert ok["tiles_scored"] > 0 and ok["tissue_area_mm2"] > 0
+    assert json.loads(ok["wsi_results_json"])["tiles"]["scored"] == ok["tiles_scored"]
+    bad = table.loc["b.tif"]
+    assert bad["status"] == "error" and bad["error_type"] == "MissingCalibrationError"

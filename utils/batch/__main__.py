@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=None, help="Mask threshold.")
     parser.add_argument("--pixel-spacing-mm", type=float, default=None, help="For measurements.")
     parser.add_argument("--cam-method", choices=CAM_METHODS, default="gradcam")
+    parser.add_argument(
+        "--wsi-model", default="nuclei_segmenter", help="Tile model of the wsi task (bundle)."
+    )
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="wsi: microns per pixel for slides without it."
+    )
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     return parser
 
@@ -61,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             threshold=args.threshold,
             pixel_spacing_mm=args.pixel_spacing_mm,
             cam_method=args.cam_method,
+            wsi_model=args.wsi_model,
+            wsi_mpp=args.mpp,
         ),
         scheduler=args.scheduler,
         n_workers=args.workers,

@@ -33,9 +33,10 @@ def require_bundle(models_dir: Path, bundle: str, role: str) -> None:
     """
     available = available_bundles(models_dir)
     if bundle not in available:
+        option = "--" + role.replace("_", "-")
         raise ModelUnavailableError(
             f"The {role} bundle {bundle!r} is not installed in {models_dir} (available: "
-            f"{', '.join(available) or 'none'}); install it or pass --{role} NAME."
+            f"{', '.join(available) or 'none'}); install it or pass {option} NAME."
         )
 
 
@@ -62,6 +63,14 @@ def classifier(models_dir: Path, bundle: str) -> LesionClassifier:
         ("classifier", str(models_dir), bundle),
         lambda: LesionClassifier.from_bundle(bundle, models_dir=models_dir),
     )
+
+
+def wsi_scorer(models_dir: Path, bundle: str) -> Any:
+    """This process's whole-slide tile scorer (nuclei or classifier bundle), loaded once."""
+    from utils.wsi.scorers import load_scorer
+
+    key = ("wsi", str(models_dir), bundle)
+    return _cached(key, lambda: load_scorer(bundle, models_dir=models_dir))
 
 
 def explainer(predictor: LesionSegmenter | LesionClassifier) -> CamExplainer:

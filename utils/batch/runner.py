@@ -37,6 +37,8 @@ __all__ = [
 #: File suffixes listed as images (the format is still sniffed from the bytes); files
 #: without a suffix are listed too, since DICOM files often have none.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ""})
+#: Whole-slide files the ``wsi`` task lists (pyramidal TIFF/SVS, or large plain images).
+SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".png", ".jpg", ".jpeg"})
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 #: ``scheduler`` value that runs every chunk in this process, without Dask.
 SYNCHRONOUS = "synchronous"
@@ -72,7 +74,7 @@ class BatchConfig:
     progress: bool = True
 
 
-def list_items(input_dir: Path) -> list[str]:
+def list_items(input_dir: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[str]:
     """Image files under ``input_dir``, as sorted POSIX paths relative to it.
 
     Raises:
@@ -84,12 +86,12 @@ def list_items(input_dir: Path) -> list[str]:
         path.relative_to(input_dir).as_posix()
         for path in input_dir.rglob("*")
         if path.is_file()
-        and path.suffix.lower() in IMAGE_SUFFIXES
+        and path.suffix.lower() in suffixes
         and not any(part.startswith(".") for part in path.relative_to(input_dir).parts)
     )
     if not items:
         raise DatasetError(
-            f"No image files in {input_dir} (looked for {', '.join(sorted(IMAGE_SUFFIXES - {''}))} "
+            f"No image files in {input_dir} (looked for {', '.join(sorted(suffixes - {''}))} "
             "and files without a suffix)."
         )
     return items
@@ -101,12 +103,16 @@ def _process_item(
     start = time.perf_counter()
     row: dict[str, Any] = {"item": item, "status": "ok", "error_type": None, "error": None}
     row.update(height=None, width=None)
+    task = get_task(task_name)
     try:
-        image = load_image(
-            input_dir / item, max_bytes=config["max_bytes"], max_pixels=config["max_pixels"]
-        )
-        row.update(height=image.pixels.shape[0], width=image.pixels.shape[1])
-        row.update(get_task(task_name).run(image, config["options"]))
+        if task.reads == "slide":  # streamed tile by tile: never decoded whole
+            row.update(task.run(input_dir / item, config["options"]))
+        else:
+            image = load_image(
+                input_dir / item, max_bytes=config["max_bytes"], max_pixels=config["max_pixels"]
+            )
+            row.update(height=image.pixels.shape[0], width=image.pixels.shape[1])
+            row.update(task.run(image, config["options"]))
     except ModelError:
         raise  # a broken model is not the image's fault: stop instead of failing every row
     except TumorLensError as error:  # bad input in a cohort is a row, not a crash
@@ -172,7 +178,8 @@ def run_batch(config: BatchConfig) -> pd.DataFrame:
     _validate(config)
     task = get_task(config.task)
     require_models(task, config.options)
-    items = list_items(config.input_dir)
+    suffixes = SLIDE_SUFFIXES if task.reads == "slide" else IMAGE_SUFFIXES
+    items = list_items(config.input_dir, suffixes)
     store = ResultStore(config.out)
     finished = store.open(_manifest(config))
     remaining = [item for item in items if item not in finished]

@@ -7,9 +7,10 @@ or ``"error"``), ``error_type`` and ``error`` (``None`` when ok), the image's
 ``height`` and ``width`` and the ``seconds`` it took, the only column that differs
 between two runs on the same data.
 
-A task is one entry of :data:`TASKS`: the bundles it needs and its row function.
-Tasks that need a module not installed here are listed in :data:`PENDING_TASKS` and
-refused with a clear error (the ``wsi`` task arrives with :mod:`utils.wsi`).
+A task is one entry of :data:`TASKS`: the bundles it needs, what it reads (a decoded
+image, or the path of a whole-slide image it opens itself) and its row function. Tasks
+that need a module not installed here are listed in :data:`PENDING_TASKS` and refused
+with a clear error.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class TaskOptions:
     threshold: float | None = None
     pixel_spacing_mm: float | None = None
     cam_method: str = "gradcam"
+    wsi_model: str = "nuclei_segmenter"
+    wsi_mpp: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored beside the parts, so a resume uses the same options)."""
@@ -57,7 +60,8 @@ class Task:
     """One batch task: the roles of the bundles it needs, and its row function."""
 
     needs: tuple[str, ...]
-    run: Callable[[LoadedImage, TaskOptions], Row]
+    run: Callable[[Any, TaskOptions], Row]
+    reads: str = "image"  # "image": a LoadedImage; "slide": the file's path
 
 
 def _classification_columns(result: ClassificationResult) -> Row:
@@ -125,15 +129,39 @@ def _analyze(image: LoadedImage, options: TaskOptions) -> Row:
     return row
 
 
+def _wsi(path: Path, options: TaskOptions) -> Row:
+    from utils.wsi.pipeline import analyse_slide
+    from utils.wsi.reader import open_slide
+
+    scorer = models.wsi_scorer(options.models_dir, options.wsi_model)
+    with open_slide(path, mpp=options.wsi_mpp) as slide:
+        result = analyse_slide(slide, scorer)
+        summary = result.to_dict()
+    row: Row = {
+        "height": int(slide.height),
+        "width": int(slide.width),
+        "mpp": summary["slide"].get("mpp"),
+        "tiles_scored": summary["tiles"]["scored"],
+        "tissue_area_mm2": summary["tissue"]["area_mm2"],
+        "n_regions": len(summary["regions"]),
+        "burden_percent": summary["burden_percent"],
+        "detected_area_mm2": summary["detected_area_mm2"],
+        # The full per-slide summary (regions, map statistics) as JSON text: rows stay flat.
+        "wsi_results_json": json.dumps(summary, default=str),
+    }
+    return row
+
+
 #: The tasks this installation runs, by name.
 TASKS: Final[dict[str, Task]] = {
     "classify": Task(("classifier",), _classify),
     "segment": Task(("segmenter",), _segment),
     "analyze": Task(("segmenter", "classifier"), _analyze),
+    "wsi": Task(("wsi_model",), _wsi, reads="slide"),
 }
 
 #: Tasks known to TumorLens whose module is not part of this installation yet.
-PENDING_TASKS: Final[dict[str, str]] = {"wsi": "utils.wsi"}
+PENDING_TASKS: Final[dict[str, str]] = {}
 
 
 def get_task(name: str) -> Task:
