@@ -46,7 +46,6 @@ module before ``keras.saving.load_model``.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import warnings
@@ -60,6 +59,7 @@ from keras import layers
 
 from utils.errors import ConfigError, ModelError
 from utils.models.blocks import conv_bn_relu
+from utils.models.registry import build_registered
 
 __all__ = [
     "ADAPTER_LAYER_NAMES",
@@ -638,21 +638,7 @@ def build_classifier(arch: str = DEFAULT_CLASSIFIER_ARCH, **kwargs: object) -> k
         ConfigError: ``arch`` is unknown, or an option is invalid.
         ModelError: A weights file is missing or incompatible.
     """
-    builder = CLASSIFIER_BUILDERS.get(arch)
-    if builder is None:
-        valid = ", ".join(sorted(CLASSIFIER_BUILDERS))
-        raise ConfigError(f"Unknown classifier architecture {arch!r}; valid names: {valid}.")
-    signature = inspect.signature(builder)
-    try:
-        # Bind first so a misspelt option is a config mistake, while TypeErrors raised
-        # inside the builder are not disguised as one.
-        signature.bind(**kwargs)
-    except TypeError as error:
-        raise ConfigError(
-            f"Invalid options {sorted(kwargs)} for classifier architecture {arch!r} "
-            f"({error}); allowed options: {', '.join(signature.parameters)}."
-        ) from error
-    return builder(**kwargs)
+    return build_registered(CLASSIFIER_BUILDERS, "classifier", arch, **kwargs)
 
 
 # ----------------------------------------------------------------------------- model helpers

@@ -19,7 +19,6 @@ Layer names follow :mod:`utils.models.segmentation`: ``input_image``, ``enc{leve
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Final
 
@@ -28,6 +27,7 @@ from keras import layers
 
 from utils.errors import ConfigError
 from utils.models.blocks import KERNEL_INIT, conv_bn_relu
+from utils.models.registry import build_registered
 from utils.models.segmentation import plain_conv_block, residual_conv_block
 
 __all__ = [
@@ -186,16 +186,4 @@ def build_nuclei_model(arch: str = DEFAULT_NUCLEI_ARCH, **kwargs: object) -> ker
     Raises:
         ConfigError: ``arch`` is unknown or an option is invalid.
     """
-    builder = NUCLEI_BUILDERS.get(arch)
-    if builder is None:
-        valid = ", ".join(sorted(NUCLEI_BUILDERS))
-        raise ConfigError(f"Unknown nuclei architecture {arch!r}; valid names: {valid}.")
-    try:
-        inspect.signature(builder).bind(**kwargs)
-    except TypeError as error:
-        allowed = ", ".join(inspect.signature(builder).parameters)
-        raise ConfigError(
-            f"Invalid options {sorted(kwargs)} for nuclei architecture {arch!r} ({error}); "
-            f"allowed options: {allowed}."
-        ) from error
-    return builder(**kwargs)
+    return build_registered(NUCLEI_BUILDERS, "nuclei", arch, **kwargs)

@@ -28,7 +28,6 @@ and BatchNormalization adapts to the input statistics.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,6 +37,7 @@ from keras import layers
 
 from utils.errors import ConfigError
 from utils.models.blocks import BN_MOMENTUM, KERNEL_INIT, conv_bn_relu
+from utils.models.registry import build_registered
 
 __all__ = [
     "DEFAULT_SEGMENTATION_ARCH",
@@ -356,18 +356,4 @@ def build_segmentation_model(
     Raises:
         ConfigError: ``arch`` is unknown, or a builder option is invalid.
     """
-    builder = SEGMENTATION_BUILDERS.get(arch)
-    if builder is None:
-        valid = ", ".join(sorted(SEGMENTATION_BUILDERS))
-        raise ConfigError(f"Unknown segmentation architecture {arch!r}; valid names: {valid}.")
-    try:
-        # Check the keywords up front so a bad option is reported as a config mistake
-        # without hiding genuine TypeErrors raised while building.
-        inspect.signature(builder).bind(**kwargs)
-    except TypeError as error:
-        allowed = ", ".join(inspect.signature(builder).parameters)
-        raise ConfigError(
-            f"Invalid options {sorted(kwargs)} for segmentation architecture {arch!r} "
-            f"({error}); allowed options: {allowed}."
-        ) from error
-    return builder(**kwargs)
+    return build_registered(SEGMENTATION_BUILDERS, "segmentation", arch, **kwargs)
