@@ -20,6 +20,8 @@ BACKEND_AGNOSTIC = [
     *sorted((ROOT / "utils" / "training").glob("*.py")),
     *sorted((ROOT / "utils" / "models").glob("*.py")),
     *sorted((ROOT / "utils" / "wsi").glob("*.py")),  # the whole-slide tile loop
+    *sorted((ROOT / "utils" / "inference").glob("*.py")),  # bundles load on a JAX box
+    ROOT / "utils" / "resize.py",
     ROOT / "utils" / "train.py",
     ROOT / "utils" / "labels.py",
     ROOT / "utils" / "augment_config.py",

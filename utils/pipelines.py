@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -33,6 +32,7 @@ from utils.datasets.records import DatasetRecord
 from utils.errors import ConfigError
 from utils.image_io import load_image
 from utils.labels import ULTRASOUND_CLASSES, encode_labels
+from utils.resize import resize_image, resize_mask  # re-exported: older imports use pipelines
 
 __all__ = ["ULTRASOUND_CLASSES", "encode_labels"]  # re-exported: historical home
 
@@ -119,25 +119,6 @@ def _load_record(
         return image, None
     mask = load_mask(record.mask_paths, shape=pixels.shape[:2])
     return image, resize_mask(mask, size)
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a uint8 ``(H, W)`` or ``(H, W, 3)`` image to ``size = (height, width)``.
-
-    Area interpolation when shrinking (averages speckle instead of aliasing it),
-    bilinear when enlarging.
-    """
-    height, width = size
-    shrinking = height * width < image.shape[0] * image.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (width, height), interpolation=interpolation)
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a boolean or 0/1 ``(H, W)`` mask to ``size`` with nearest neighbour, as uint8 0/1."""
-    height, width = size
-    binary = (np.asarray(mask) > 0).astype(np.uint8)
-    return cv2.resize(binary, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def validate_image_size(image_size: object) -> tuple[int, int]:

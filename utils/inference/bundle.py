@@ -32,7 +32,7 @@ from PIL import Image
 from utils.errors import ImageDimensionError, InvalidImageError, ModelError
 from utils.image_io import LoadedImage
 from utils.paths import SAVED_MODELS_DIR
-from utils.pipelines import resize_image
+from utils.resize import resize_image
 
 __all__ = [
     "DEFAULT_CLASSIFIER_BUNDLE",

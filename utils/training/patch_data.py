@@ -123,7 +123,7 @@ def decode_patch(record: DatasetRecord, image_size: int) -> np.ndarray:
         )
     if pixels.shape[:2] != (image_size, image_size):
         # Lazy: utils.pipelines imports TensorFlow; the resize is the one inference uses.
-        from utils.pipelines import resize_image
+        from utils.resize import resize_image
 
         pixels = resize_image(pixels, (image_size, image_size))
     return pixels.reshape(image_size, image_size, 3)
