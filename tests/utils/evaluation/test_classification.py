@@ -11,7 +11,11 @@ from sklearn.metrics import roc_auc_score
 
 from utils.errors import ConfigError
 from utils.evaluation import classification as evaluation
-from utils.evaluation.classification import classification_report, save_classification_plots
+from utils.evaluation.classification import (
+    classification_plot_data,
+    classification_report,
+    save_classification_plots,
+)
 
 CLASSES = ("benign", "malignant", "normal")
 
@@ -159,3 +163,21 @@ def test_save_plots_rejects_unknown_format(tmp_path: Path) -> None:
         save_classification_plots(
             np.full((2, 3), 1 / 3), np.array([0, 1]), CLASSES, tmp_path, formats=["svg"]
         )
+
+
+def test_plot_data_for_cards_matches_the_report(noisy_set) -> None:
+    probs, labels = noisy_set
+    data = classification_plot_data(probs, labels, CLASSES, max_roc_points=20)
+    report = classification_report(probs, labels, CLASSES)
+    assert data["confusion_matrix"] == report["confusion_matrix"]
+    assert sum(data["reliability"]["counts"]) == len(labels)
+    for name, curve in data["roc"].items():
+        assert len(curve["fpr"]) <= 20 and curve["fpr"][0] == 0.0 and curve["tpr"][-1] == 1.0
+        assert curve["auc"] == pytest.approx(report["per_class"][name]["auc"])
+    json.dumps(data)  # JSON-ready for model cards
+
+
+def test_plot_data_rejects_misnamed_columns(noisy_set) -> None:
+    probs, labels = noisy_set
+    with pytest.raises(ConfigError, match="class_names must name each of the 3 columns"):
+        classification_plot_data(probs, labels, ("a", "b"))
