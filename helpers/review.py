@@ -180,6 +180,43 @@ def canvas_background(display: np.ndarray) -> bytes:
     return cv2.imencode(".png", cv2.cvtColor(display, cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
+def draw_lesion(
+    base: np.ndarray,
+    image_shape: tuple[int, int],
+    tool: str,
+    key: str,
+    colour: tuple[int, int, int],
+) -> np.ndarray | None:
+    """Show a drawing canvas over ``base`` and return what was drawn as an image-size mask.
+
+    Args:
+        base: (h, w, 3) RGB display image, the canvas background.
+        image_shape: (height, width) of the analysed image (the mask's size).
+        tool: streamlit-drawable-canvas drawing mode (``polygon``, ``rect``...).
+        key: Widget key.
+        colour: RGB of the strokes and (translucent) fill.
+
+    Returns:
+        :func:`canvas_mask` of the drawing; ``None`` while nothing is drawn.
+    """
+    from streamlit_drawable_canvas import st_canvas
+
+    red, green, blue = colour
+    width, height = canvas_size(image_shape)
+    drawing = st_canvas(
+        fill_color=f"rgba({red}, {green}, {blue}, 0.35)",
+        stroke_width=2,
+        stroke_color=f"#{red:02x}{green:02x}{blue:02x}",
+        background_image=canvas_background(base),
+        width=width,
+        height=height,
+        drawing_mode=tool,
+        return_image_data=True,
+        key=key,
+    )
+    return canvas_mask(drawing.image_data, image_shape)
+
+
 def canvas_mask(rgba: np.ndarray | None, image_shape: tuple[int, int]) -> np.ndarray | None:
     """The lesion drawn on the canvas as an (H, W) bool mask at the image's size.
 

@@ -7,7 +7,6 @@ analysis in ``helpers.models`` (cached, shared with the Analyse page).
 from __future__ import annotations
 
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from helpers.analysis import (
     AnalysisSettings,
@@ -33,10 +32,8 @@ from helpers.review import (
     TumorLensError,
     ai_snapshot,
     audit_csv,
-    canvas_background,
-    canvas_mask,
-    canvas_size,
     case_review_rows,
+    draw_lesion,
     history_rows,
     mask_from_upload,
     queue_rows,
@@ -206,19 +203,7 @@ elif mask_source == "draw":
         "drawing: trace the outline; a closed outline is filled.",
         key=f"tool:{suffix}",
     )
-    width, height = canvas_size(image_shape)
-    drawing = st_canvas(
-        fill_color="rgba(255, 80, 0, 0.35)",
-        stroke_width=2,
-        stroke_color="#ff5000",
-        background_image=canvas_background(base),
-        width=width,
-        height=height,
-        drawing_mode=tool,
-        return_image_data=True,
-        key=f"canvas:{suffix}",
-    )
-    corrected_mask = canvas_mask(drawing.image_data, image_shape)
+    corrected_mask = draw_lesion(base, image_shape, tool, f"canvas:{suffix}", (255, 80, 0))
     st.caption(
         "Nothing drawn yet." if corrected_mask is None else f"Drawn: {corrected_mask.sum()} px."
     )

@@ -7,7 +7,6 @@ analysis in ``helpers.models``, the canvas helpers in ``helpers.review``.
 from __future__ import annotations
 
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from helpers.analysis import AnalysisSettings, display_image, image_digest, mask_overlay
 from helpers.analysis import probability_figure as class_figure
@@ -19,7 +18,7 @@ from helpers.models import (
     load_classifier,
     load_segmenter,
 )
-from helpers.review import TumorLensError, canvas_background, canvas_mask, canvas_size, review_cases
+from helpers.review import TumorLensError, draw_lesion, review_cases
 from helpers.teaching import QUIZ_CLASSES, LearnerAnswer, QuizSession, case_truth
 
 st.set_page_config(page_title="Teaching · TumorLens", page_icon="🔬", layout="wide")
@@ -109,19 +108,9 @@ with col_answer:
             }.get,
             key=f"tool:{key}",
         )
-        width, height = canvas_size(image_shape)
-        drawing = st_canvas(
-            fill_color="rgba(0, 160, 255, 0.35)",
-            stroke_width=2,
-            stroke_color="#00a0ff",
-            background_image=canvas_background(base),
-            width=width,
-            height=height,
-            drawing_mode=tool,
-            return_image_data=True,
-            key=f"canvas:{key}:{tool}",
+        st.session_state[f"mark:{key}"] = draw_lesion(
+            base, image_shape, tool, f"canvas:{key}:{tool}", (0, 160, 255)
         )
-        st.session_state[f"mark:{key}"] = canvas_mask(drawing.image_data, image_shape)
         st.session_state[f"is_box:{key}"] = tool == "rect"
     if not answered and st.button("Check my answer", type="primary"):
         if label is None:
