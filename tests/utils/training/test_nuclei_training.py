@@ -11,7 +11,13 @@ import pytest
 from tests.utils.histo.synthetic import synthetic_tiles, write_monuseg_folder
 from utils.histo.nuclei import NucleiSegmenter
 from utils.train import main as train_main
-from utils.training.nuclei import NucleiTrainConfig, cross_validate, parse_setting, stack_targets
+from utils.training.nuclei import (
+    NucleiTrainConfig,
+    cross_fitted_selection,
+    cross_validate,
+    parse_setting,
+    stack_targets,
+)
 from utils.training.nuclei_final import ship_bundle, train_final
 
 TINY = {"base_filters": 2, "depth": 1, "crop_size": 32, "batch_size": 2, "steps_per_epoch": 2,
@@ -32,6 +38,28 @@ def test_parse_setting() -> None:
     assert config.foreground_threshold == 0.4 and config.marker_threshold == 0.55
 
 
+def _fold(aji_a: float, aji_b: float) -> dict:
+    return {"grid": {"a": {"aji": aji_a, "dice": 0.8}, "b": {"aji": aji_b, "dice": 0.7}}}
+
+
+def test_cross_fitted_selection_chooses_each_folds_setting_on_the_others() -> None:
+    # Setting "a" wins on folds 0 and 1, "b" only on fold 2 (by a lot), so in-sample
+    # selection would pick "b" for all; cross-fitting scores fold 2 at "a".
+    folds = [_fold(0.5, 0.45), _fold(0.5, 0.45), _fold(0.3, 0.9)]
+    result = cross_fitted_selection(folds)
+    assert result["settings"] == ["b", "b", "a"]
+    assert result["aji"]["mean"] == pytest.approx((0.45 + 0.45 + 0.3) / 3)
+    assert result["dice"]["mean"] == pytest.approx((0.7 + 0.7 + 0.8) / 3)
+    assert result["held_out"] is True
+    in_sample_best = max(np.mean([f["grid"][k]["aji"] for f in folds]) for k in ("a", "b"))
+    assert result["aji"]["mean"] <= in_sample_best
+
+
+def test_cross_fitted_selection_with_one_fold_is_marked_in_sample() -> None:
+    result = cross_fitted_selection([_fold(0.2, 0.6)])
+    assert result["settings"] == ["b"] and result["held_out"] is False
+
+
 @pytest.mark.slow
 def test_cv_final_and_ship(tmp_path: Path) -> None:
     tiles = synthetic_tiles(4)
@@ -45,6 +73,8 @@ def test_cv_final_and_ship(tmp_path: Path) -> None:
     path = ship_bundle(model, tiles, config, info, summary, models_dir=tmp_path / "models")
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["cv_metrics"]["aji"]["n"] == 2
+    assert card["cv_metrics"]["aji"] == summary["cross_fitted"]["aji"]
+    assert card["cv_details"]["best_in_sample"] == summary["best"]
     assert card["training_data"]["n_tiles"] == 4
     assert card["training_mpp"] == 0.25
     segmenter = NucleiSegmenter.from_bundle(path)
