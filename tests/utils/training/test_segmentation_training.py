@@ -24,10 +24,12 @@ def test_two_fold_cv_then_final_model(tiny_arrays: TrainingArrays, tmp_path: Pat
     for fold in summary["folds"]:
         assert 0.0 <= fold["dice_mean"] <= 1.0
         assert 0.1 <= fold["threshold"] <= 0.9
+        assert 0.0 <= fold["dice_mean_untuned"] <= 1.0
         # Grouped CV: a patient is never on both sides.
         assert fold["n_train"] + fold["n_val"] == len(tiny_arrays)
     saved = json.loads((tmp_path / "cv.json").read_text())
     assert saved["summary"]["dice_mean"]["n"] == 2
+    assert saved["summary"]["dice_mean_untuned"]["n"] == 2
 
     _model, postprocess = train_final_segmenter(tiny_arrays, config, tmp_path / "final")
     assert postprocess.threshold == pytest.approx(saved["summary"]["threshold"]["mean"])
