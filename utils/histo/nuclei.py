@@ -95,6 +95,7 @@ class NucleiSegmenter(BundlePredictor):
         batch_size: int | None = None,
         warm_up: bool = True,
         overlap: int | None = None,
+        test_time_flips: bool | None = None,
     ) -> None:
         """See :class:`~utils.inference.predictor.BundlePredictor`.
 
@@ -104,6 +105,8 @@ class NucleiSegmenter(BundlePredictor):
             batch_size: Tiles per forward pass.
             warm_up: Trace the forward pass now.
             overlap: Pixels shared by neighbouring tiles (default: a quarter of a tile).
+            test_time_flips: Average the maps over the four flips of each tile (4x the
+                compute); default: the card's ``test_time_flips`` (False when absent).
 
         Raises:
             ModelError: The card is invalid.
@@ -122,6 +125,9 @@ class NucleiSegmenter(BundlePredictor):
         self.postprocess = WatershedConfig.from_dict(card.get("postprocess", {}))
         self.training_mpp = float(card.get("training_mpp", DEFAULT_TRAINING_MPP))
         self._weight = _blend_weight(tile, overlap)
+        self.test_time_flips = bool(
+            card.get("test_time_flips", False) if test_time_flips is None else test_time_flips
+        )
 
     @classmethod
     def from_bundle(cls, name_or_path: str = DEFAULT_NUCLEI_BUNDLE, **options: Any):  # type: ignore[override]
@@ -157,11 +163,26 @@ class NucleiSegmenter(BundlePredictor):
         for start in range(0, len(corners), self.batch_size):
             chunk = corners[start : start + self.batch_size]
             batch = np.stack([pixels[t : t + tile, c : c + tile] for t, c in chunk])
-            outputs = self._forward(batch.astype(np.float32) / 255.0)
+            outputs = self._forward_maps(batch.astype(np.float32) / 255.0)
             for (top, left), output in zip(chunk, outputs, strict=True):
                 summed[top : top + tile, left : left + tile] += output * self._weight[..., None]
                 weights[top : top + tile, left : left + tile] += self._weight[..., None]
         return (summed / weights)[:height, :width]
+
+    def _forward_maps(self, batch: np.ndarray) -> np.ndarray:
+        """Maps of a (N, tile, tile, 3) batch, averaged over flips when enabled.
+
+        Both maps are flip-equivariant (a flipped nucleus has the flipped mask and
+        distances), so each flipped prediction is flipped back before averaging.
+        """
+        if not self.test_time_flips:
+            return np.asarray(self._forward(batch))
+        total = np.zeros((*batch.shape[:3], 2), dtype=np.float32)
+        for axes in ((), (1,), (2,), (1, 2)):
+            flipped = np.flip(batch, axis=axes) if axes else batch
+            output = np.asarray(self._forward(np.ascontiguousarray(flipped)))
+            total += np.flip(output, axis=axes) if axes else output
+        return total / 4.0
 
     # ------------------------------------------------------------------ segmentation
 

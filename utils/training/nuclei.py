@@ -211,14 +211,14 @@ def evaluate_grid(
             segmenter.postprocess, foreground_threshold=fg, marker_threshold=marker
         )
         predictions = [separate_instances(m[..., 0], m[..., 1], config) for m in maps]
-        reports[_grid_key(fg, marker)] = nuclei_report(
+        reports[_grid_key(fg, marker, segmenter.test_time_flips)] = nuclei_report(
             tiles.instances, predictions, tiles.names, tiles.truth_kinds
         )
     return reports, maps
 
 
-def _grid_key(fg: float, marker: float) -> str:
-    return f"fg={fg:g},marker={marker:g}"
+def _grid_key(fg: float, marker: float, flips: bool = False) -> str:
+    return f"fg={fg:g},marker={marker:g}" + (",flips=1" if flips else "")
 
 
 def cross_validate(
@@ -266,10 +266,10 @@ def rescore_folds(
     """Re-evaluate finished folds on a wider post-processing grid from their saved weights.
 
     Each fold's last weights (``fold_k/backup/latest.weights.h5``, kept by the resume
-    callback) are reloaded, its held-out tiles predicted once, and every setting of
-    :data:`RESCORE_FOREGROUND` x :data:`RESCORE_MARKERS` scored; ``metrics.json`` gets the
-    wider ``grid``. Choosing the best setting on these folds biases the CV estimate
-    slightly upwards; the card says so.
+    callback) are reloaded, its held-out tiles predicted without and with test-time flips,
+    and every setting of :data:`RESCORE_FOREGROUND` x :data:`RESCORE_MARKERS` scored on
+    both; ``metrics.json`` gets the wider ``grid``. The headline CV result picks each
+    fold's setting on the other folds (:func:`cross_fitted_selection`).
     """
     import json
 
@@ -289,10 +289,15 @@ def rescore_folds(
         )
         model.load_weights(weights)
         model = as_inference_model(model, config)
-        segmenter = NucleiSegmenter(model, build_card(config, WatershedConfig(), model))
-        reports, _ = evaluate_grid(
-            segmenter, tiles.subset(val_idx), RESCORE_FOREGROUND, RESCORE_MARKERS
-        )
+        reports = {}
+        for flips in (False, True):
+            segmenter = NucleiSegmenter(
+                model, build_card(config, WatershedConfig(), model), test_time_flips=flips
+            )
+            grid, _ = evaluate_grid(
+                segmenter, tiles.subset(val_idx), RESCORE_FOREGROUND, RESCORE_MARKERS
+            )
+            reports.update(grid)
         metrics = json.loads((fold_dir / "metrics.json").read_text())
         write_json(fold_dir / "metrics.json", {**metrics, "grid": reports, "rescored": True})
         LOGGER.info("fold %d rescored", index)
@@ -400,8 +405,13 @@ def _recorded_config(out_dir: Path, config: NucleiTrainConfig) -> dict[str, Any]
     return config.to_dict()
 
 
+def setting_uses_flips(key: str) -> bool:
+    """Whether a grid key (``"fg=0.5,marker=0.3,flips=1"``) used test-time flips."""
+    return dict(part.split("=") for part in key.split(",")).get("flips") == "1"
+
+
 def parse_setting(key: str) -> WatershedConfig:
-    """``"fg=0.5,marker=0.35"`` -> the matching :class:`WatershedConfig`."""
+    """``"fg=0.5,marker=0.35"`` -> the matching :class:`WatershedConfig` (flips ignored)."""
     values = dict(part.split("=") for part in key.split(","))
     return dataclasses.replace(
         WatershedConfig(),

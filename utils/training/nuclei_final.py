@@ -20,6 +20,7 @@ from utils.training.nuclei import (
     as_inference_model,
     build_card,
     parse_setting,
+    setting_uses_flips,
     stack_targets,
     train_model,
 )
@@ -103,6 +104,7 @@ def ship_bundle(
         "title": "H&E nuclei segmenter (two-head U-Net + watershed)",
         "status": _status(cv_summary, config, final_info) if has_cv else "not cross-validated",
         **build_card(config, postprocess, model),
+        "test_time_flips": has_cv and setting_uses_flips(cv_summary["best_setting"]),
         "version": "1.0",
         "trained_from": "random initialisation (trained from scratch on MoNuSeg only)",
         "training_data": {

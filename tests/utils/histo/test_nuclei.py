@@ -59,6 +59,26 @@ def test_overlapping_tiles_blend_to_the_single_tile_answer_inside(segmenter, rng
     np.testing.assert_allclose(segmenter.predict_maps(image), raw, atol=1e-5)
 
 
+def test_test_time_flips_average_the_four_flipped_predictions(segmenter, rng) -> None:
+    image = rng.integers(0, 256, size=(TILE, TILE, 3), dtype=np.uint8)
+    pixels = image[None].astype(np.float32) / 255.0
+    expected = np.mean(
+        [
+            np.flip(segmenter._forward(np.ascontiguousarray(np.flip(pixels, axes))), axes)[0]
+            for axes in ((), (1,), (2,), (1, 2))
+        ],
+        axis=0,
+    )
+    flipping = NucleiSegmenter(segmenter.model, _card(test_time_flips=True), batch_size=4)
+    assert flipping.test_time_flips and not segmenter.test_time_flips
+    maps = flipping.predict_maps(image)
+    np.testing.assert_allclose(maps, expected, atol=1e-5)
+    # An untrained network is not flip-equivariant, so averaging must change the maps.
+    assert np.abs(maps - segmenter.predict_maps(image)).max() > 1e-4
+    off = NucleiSegmenter(segmenter.model, _card(test_time_flips=True), test_time_flips=False)
+    assert not off.test_time_flips
+
+
 def test_segment_resamples_to_the_training_resolution(segmenter, rng) -> None:
     image = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
     result = segmenter.segment(image, mpp=0.5)

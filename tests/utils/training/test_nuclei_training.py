@@ -12,10 +12,14 @@ from tests.utils.histo.synthetic import synthetic_tiles, write_monuseg_folder
 from utils.histo.nuclei import NucleiSegmenter
 from utils.train import main as train_main
 from utils.training.nuclei import (
+    RESCORE_FOREGROUND,
+    RESCORE_MARKERS,
     NucleiTrainConfig,
     cross_fitted_selection,
     cross_validate,
     parse_setting,
+    rescore_folds,
+    setting_uses_flips,
     stack_targets,
 )
 from utils.training.nuclei_final import ship_bundle, train_final
@@ -36,6 +40,9 @@ def test_stack_targets_encodes_mask_and_distance() -> None:
 def test_parse_setting() -> None:
     config = parse_setting("fg=0.4,marker=0.55")
     assert config.foreground_threshold == 0.4 and config.marker_threshold == 0.55
+    assert parse_setting("fg=0.4,marker=0.55,flips=1") == config
+    assert setting_uses_flips("fg=0.4,marker=0.55,flips=1")
+    assert not setting_uses_flips("fg=0.4,marker=0.55")
 
 
 def _fold(aji_a: float, aji_b: float) -> dict:
@@ -68,6 +75,11 @@ def test_cv_final_and_ship(tmp_path: Path) -> None:
     assert summary["n_folds"] == 2
     assert summary["best_setting"] in summary["per_setting"]
     assert 0.0 <= summary["best"]["aji"]["mean"] <= 1.0
+    rescored = rescore_folds(tiles, config, tmp_path / "run", n_folds=2)
+    grid_size = len(RESCORE_FOREGROUND) * len(RESCORE_MARKERS)
+    assert len(rescored["per_setting"]) == 2 * grid_size
+    assert sum(setting_uses_flips(key) for key in rescored["per_setting"]) == grid_size
+    summary = rescored
     model, info = train_final(tiles, config, tmp_path / "run" / "final")
     assert info["epochs_run"] == 1
     path = ship_bundle(model, tiles, config, info, summary, models_dir=tmp_path / "models")
@@ -75,6 +87,7 @@ def test_cv_final_and_ship(tmp_path: Path) -> None:
     assert card["cv_metrics"]["aji"]["n"] == 2
     assert card["cv_metrics"]["aji"] == summary["cross_fitted"]["aji"]
     assert card["cv_details"]["best_in_sample"] == summary["best"]
+    assert card["test_time_flips"] == setting_uses_flips(summary["best_setting"])
     assert card["training_data"]["n_tiles"] == 4
     assert card["training_mpp"] == 0.25
     segmenter = NucleiSegmenter.from_bundle(path)
