@@ -86,6 +86,26 @@ def _format_metric(value: Any) -> str:
     return str(value)
 
 
+def update_model_card(
+    name: str, updates: dict[str, Any], *, models_dir: Path = SAVED_MODELS_DIR
+) -> dict[str, Any]:
+    """Merge ``updates`` into ``models_dir/NAME.json`` and re-render ``NAME.md``.
+
+    The model file is untouched: this records evidence gathered after shipping (a
+    cross-validation run, a shortcut audit) next to the model it describes.
+
+    Returns:
+        The updated card.
+
+    Raises:
+        ModelError: The card is missing or not valid JSON.
+    """
+    card = {**load_model_card(name, models_dir=models_dir), **updates}
+    (models_dir / f"{name}.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    (models_dir / f"{name}.md").write_text(card_to_markdown(card))
+    return card
+
+
 def card_to_markdown(card: dict[str, Any]) -> str:
     """Render a card as short Markdown (title, use, data, metrics, limitations)."""
     lines = [f"# {card.get('title', card['name'])}", ""]

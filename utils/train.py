@@ -137,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument(
         "--card-extra", type=Path, default=None, help="JSON of further card fields (limitations...)"
     )
+    attach = tasks.add_parser(
+        "attach-cv",
+        help="record a finished cross-validation run (OUT/cv.json) in a shipped model's card",
+    )
+    attach.add_argument("--out", type=Path, required=True, help="run folder holding cv.json")
+    attach.add_argument("--bundle", required=True, help="bundle name, e.g. ultrasound_segmenter")
+    attach.add_argument("--key", default="cv", help="card key to write the summary under")
+    attach.add_argument(
+        "--note", required=True, help="what the run was, and how it differs from the shipped model"
+    )
+    attach.add_argument("--models-dir", type=Path, default=None, help="default: saved_models/")
+    attach.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
     _add_patch_parser(tasks)
     from utils.training.nuclei_cli import add_nuclei_parser
 
@@ -349,6 +361,25 @@ def run_ship_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_attach_cv(args: argparse.Namespace) -> int:
+    """Write ``--out/cv.json``'s summary into the card of ``--bundle`` under ``--key``."""
+    import json
+
+    from utils.model_card import update_model_card
+    from utils.paths import SAVED_MODELS_DIR
+    from utils.training.common import cv_card_section
+
+    cv_path = args.out / "cv.json"
+    if not cv_path.is_file():
+        raise ConfigError(f"{cv_path} is missing: --out must be a finished cross-validation run.")
+    section = cv_card_section(json.loads(cv_path.read_text()), args.note)
+    update_model_card(
+        args.bundle, {args.key: section}, models_dir=args.models_dir or SAVED_MODELS_DIR
+    )
+    LOGGER.info("card %s: %s = %d folds", args.bundle, args.key, section["n_folds"])
+    return 0
+
+
 def run_patch(args: argparse.Namespace) -> int:
     """Cross-validate and/or train an H&E patch classifier and write its bundle.
 
@@ -422,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ship_classifier(args)
         if args.task == "patch":
             return run_patch(args)
+        if args.task == "attach-cv":
+            return run_attach_cv(args)
         if args.task == "nuclei":
             from utils.training.nuclei_cli import run_nuclei
 

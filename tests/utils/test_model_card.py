@@ -7,7 +7,13 @@ import keras
 import pytest
 
 from utils.errors import ModelError
-from utils.model_card import INTENDED_USE, card_to_markdown, load_model_card, save_model_bundle
+from utils.model_card import (
+    INTENDED_USE,
+    card_to_markdown,
+    load_model_card,
+    save_model_bundle,
+    update_model_card,
+)
 
 
 def _tiny_model() -> keras.Model:
@@ -46,3 +52,18 @@ def test_markdown_marks_missing_metrics() -> None:
     card = {"name": "x", "intended_use": "demo", "cv_metrics": {"ece": {"mean": None}}}
     assert "| ece | n/a |" in card_to_markdown(card)
     json.dumps(card)
+
+
+def test_update_model_card_merges_and_rerenders(tmp_path: Path) -> None:
+    path = save_model_bundle(_tiny_model(), "tiny", {"task": "x"}, models_dir=tmp_path)
+    before = path.read_bytes()
+    card = update_model_card("tiny", {"audit": {"dice": 0.9}}, models_dir=tmp_path)
+    assert card["task"] == "x" and card["audit"] == {"dice": 0.9}
+    assert load_model_card("tiny", models_dir=tmp_path)["audit"] == {"dice": 0.9}
+    assert '"dice": 0.9' in (tmp_path / "tiny.md").read_text()
+    assert path.read_bytes() == before
+
+
+def test_update_model_card_of_a_missing_bundle_raises(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"No model card ghost\.json"):
+        update_model_card("ghost", {"a": 1}, models_dir=tmp_path)

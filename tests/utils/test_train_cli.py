@@ -181,3 +181,46 @@ def test_classify_options_reach_the_configuration(tmp_path: Path) -> None:
     assert args.weights == "imagenet"
     assert args.evaluate_tta is False
     assert args.mixed_precision is True
+
+
+def _write_cv(run: Path) -> None:
+    folds = [
+        {"fold": k, "n_train": 8, "n_val": 2, "epochs_run": 3, "dice_mean": d,
+         "threshold": 0.4, "per_class": {"benign": {"dice": d}}}
+        for k, d in enumerate((0.6, 0.7))
+    ]  # fmt: skip
+    summary = {"dice_mean": {"mean": 0.65, "sd": 0.07, "n": 2}}
+    cv = {"n_folds": 2, "folds": folds, "summary": summary, "config": {"image_size": 96}}
+    run.mkdir(parents=True)
+    (run / "cv.json").write_text(json.dumps(cv))
+
+
+def test_attach_cv_records_the_run_in_the_card(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "seg.json").write_text(json.dumps({"name": "seg", "intended_use": "x"}))
+    _write_cv(tmp_path / "run")
+    argv = ["attach-cv", "--out", str(tmp_path / "run"), "--bundle", "seg", "--key",
+            "cv_reduced", "--note", "96 px, 8 epochs", "--models-dir", str(models)]  # fmt: skip
+    assert main(argv) == 0
+    card = json.loads((models / "seg.json").read_text())
+    section = card["cv_reduced"]
+    assert section["note"] == "96 px, 8 epochs" and section["n_folds"] == 2
+    assert section["summary"]["dice_mean"]["mean"] == 0.65
+    assert [fold["dice_mean"] for fold in section["per_fold"]] == [0.6, 0.7]
+    assert "per_class" not in section["per_fold"][0]
+    assert "96 px, 8 epochs" in (models / "seg.md").read_text()
+
+
+def test_attach_cv_without_a_cv_run_exits_2(tmp_path: Path, capsys) -> None:
+    argv = ["attach-cv", "--out", str(tmp_path / "run"), "--bundle", "seg", "--note", "n"]
+    assert main(argv) == 2
+    assert "cv.json is missing" in capsys.readouterr().err
+
+
+def test_attach_cv_to_a_missing_bundle_exits_2(tmp_path: Path, capsys) -> None:
+    _write_cv(tmp_path / "run")
+    argv = ["attach-cv", "--out", str(tmp_path / "run"), "--bundle", "nope", "--note", "n",
+            "--models-dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    assert "No model card nope.json" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from utils.augment_config import AugmentConfig
+from utils.errors import ConfigError
 from utils.splits import grouped_stratified_kfold
 from utils.training.arrays import TrainingArrays
 
@@ -152,6 +153,37 @@ def collect_cv_results(
     }
     write_json(out_dir / "cv.json", summary)
     return summary
+
+
+#: Bookkeeping of a fold kept beside its metrics in :func:`cv_card_section`.
+FOLD_BOOKKEEPING = ("fold", "n_train", "n_val", "epochs_run", "seconds", "stopped_by_deadline")
+
+
+def cv_card_section(cv: dict[str, Any], note: str) -> dict[str, Any]:
+    """A model-card block from a ``cv.json`` written by :func:`collect_cv_results`.
+
+    Args:
+        cv: The parsed ``cv.json`` (``folds``, ``summary``, ``config``).
+        note: What the run was and how it differs from the shipped model's protocol.
+
+    Returns:
+        ``{"note", "n_folds", "summary", "per_fold", "config"}``; ``per_fold`` keeps the
+        summarised metrics and the fold bookkeeping only (no per-image rows).
+
+    Raises:
+        ConfigError: ``cv`` has no folds.
+    """
+    folds = cv.get("folds") or []
+    if not folds:
+        raise ConfigError("The cv.json holds no finished folds; run the cross-validation first.")
+    keys = [*FOLD_BOOKKEEPING, *cv.get("summary", {})]
+    return {
+        "note": note,
+        "n_folds": len(folds),
+        "summary": cv.get("summary", {}),
+        "per_fold": [{key: fold.get(key) for key in keys if key in fold} for fold in folds],
+        "config": cv.get("config", {}),
+    }
 
 
 def run_grouped_cv(
