@@ -30,6 +30,7 @@ from utils.analysis import (
     cam_target,
     classification_step,
     classifier_cam_step,
+    model_disagreement,
     segment_step,
     segmenter_cam_step,
 )
@@ -213,6 +214,9 @@ def analyze(
             classifier_explainer=classifier_explainer,
         )
     used = [segmenter] if classifier is None else [segmenter, classifier]
+    disagreement = model_disagreement(result)
+    if disagreement is not None:
+        notes.append(disagreement)
     return AnalyzeResponse(
         segmentation=convert.segmentation(result.segmentation, mask_format),
         classification=None

@@ -196,7 +196,10 @@ class AnalyzeResponse(BaseModel):
     classifier_heatmap: Heatmap | None
     timings: dict[str, float] = Field(description="Seconds per step and their total.")
     models: list[ModelInfo]
-    notes: list[str] = Field(description="What was skipped and why (e.g. no classifier).")
+    notes: list[str] = Field(
+        description="What was skipped and why (e.g. no classifier), and whether the models "
+        "disagree (a 'normal' verdict with a lesion mask, or a lesion verdict without one)."
+    )
 
 
 class ModelStatus(BaseModel):

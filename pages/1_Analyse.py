@@ -19,6 +19,7 @@ from helpers.analysis import (
     image_digest,
     mask_overlay,
     measurement_rows,
+    model_disagreement,
     probability_figure,
     reference_dice,
     resolve_pixel_spacing,
@@ -227,6 +228,9 @@ with col_measurements:
         )
     else:
         st.dataframe(rows, hide_index=True, width="stretch")
+    disagreement = model_disagreement(result)
+    if disagreement is not None:
+        st.warning(disagreement)
 
 st.subheader("Report")
 case_note = st.text_area(

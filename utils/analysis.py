@@ -41,6 +41,7 @@ __all__ = [
     "classification_step",
     "classifier_cam_step",
     "inference_count",
+    "model_disagreement",
     "reference_dice",
     "segment_step",
     "segmenter_cam_step",
@@ -330,3 +331,36 @@ def reference_dice(result: AnalysisResult, reference_mask: np.ndarray | None) ->
     if reference_mask is None or reference_mask.shape != result.segmentation.mask.shape:
         return None
     return dice_score(result.segmentation.mask, reference_mask)
+
+
+#: Classes that mean "there is a lesion" to :func:`model_disagreement`.
+LESION_CLASSES = frozenset({"benign", "malignant"})
+
+
+def model_disagreement(result: AnalysisResult) -> str | None:
+    """A caution when the classifier and the segmenter contradict each other, else ``None``.
+
+    The two models are trained separately and can disagree: a "normal" verdict with a
+    lesion mask (the segmenter marks normal tissue more often than the classifier calls
+    lesions normal, see its card), or a lesion verdict with an empty mask. Readers should
+    see that rather than two confident-looking panels.
+    """
+    classification = result.classification
+    if classification is None:
+        return None
+    found = bool(result.segmentation.mask.any())
+    verdict = f"{classification.predicted_class} ({classification.confidence:.0%})"
+    if classification.predicted_class == "normal" and found:
+        return (
+            f"The models disagree: the classifier rates this image {verdict}, but the "
+            "segmenter outlined a region. One of them is wrong; the segmenter often marks "
+            "normal tissue (see its card's normal false-positive rate), so read the mask "
+            "and its measurements with caution."
+        )
+    if classification.predicted_class in LESION_CLASSES and not found:
+        return (
+            f"The models disagree: the classifier rates this image {verdict}, but the "
+            f"segmenter found no lesion at threshold {result.segmentation.threshold:.2f}. "
+            "Lower the threshold to see weaker detections, or read the image without a mask."
+        )
+    return None

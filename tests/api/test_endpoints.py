@@ -119,6 +119,16 @@ def test_analyze_returns_everything_in_one_call(client: TestClient, lesion_png: 
     assert alone["mask"] == body["segmentation"]["mask"]
 
 
+def test_analyze_reports_a_model_disagreement_in_its_notes(
+    client: TestClient, lesion_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "api.routes.model_disagreement", lambda result: f"disagree: {result.classification}"
+    )
+    body = _post(client, "/v1/analyze", lesion_png).json()
+    assert len(body["notes"]) == 1 and body["notes"][0].startswith("disagree: Classification")
+
+
 def test_analyze_without_a_classifier_segments_and_says_what_it_skipped(
     segmenter_only_dir: Path, lesion_png: bytes
 ) -> None:

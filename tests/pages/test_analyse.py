@@ -17,8 +17,9 @@ import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
+import helpers.analysis
 import helpers.models
-from helpers.analysis import ANALYSE_MAX_PIXELS, inference_count
+from helpers.analysis import ANALYSE_MAX_PIXELS, AnalysisResult, inference_count
 from tests.utils.inference.test_bundle import save_classifier_bundle, write_busi_folder
 from tests.utils.pdf_text import image_count, page_count, pdf_text
 from tests.utils.test_image_io import PATIENT_ID, PATIENT_NAME, make_dicom
@@ -188,6 +189,22 @@ def test_with_a_classifier_the_page_shows_probabilities_and_its_cam(
     target.set_value(2).run()
     assert not app.exception
     assert app.image[2].proto.imgs[0].caption.endswith(tiny_classifier.class_names[2])
+
+
+def test_a_model_disagreement_is_shown_as_a_warning(
+    tiny_classifier: LesionClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+
+    def disagreeing(result: AnalysisResult) -> str:
+        seen.append(result)
+        return "The models disagree: test caution"
+
+    monkeypatch.setattr(helpers.analysis, "model_disagreement", disagreeing)
+    app = _page().run()
+    assert not app.exception and not app.error
+    assert any("The models disagree: test caution" in w.value for w in app.warning)
+    assert seen and seen[-1].classification is not None
 
 
 def test_the_shipped_classifier_gives_four_panels_and_calibrated_probabilities(

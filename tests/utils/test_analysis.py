@@ -8,16 +8,18 @@ import pytest
 
 from tests.utils.inference.test_bundle import CLASS_NAMES, loaded_image, save_classifier_bundle
 from utils.analysis import (
+    AnalysisResult,
     AnalysisSettings,
     analyse_ultrasound,
     cam_target,
     inference_count,
+    model_disagreement,
     reference_dice,
 )
 from utils.errors import ConfigError
 from utils.image_io import LoadedImage, load_image
-from utils.inference.classifier import LesionClassifier
-from utils.inference.segmenter import LesionSegmenter
+from utils.inference.classifier import ClassificationResult, LesionClassifier
+from utils.inference.segmenter import LesionSegmenter, SegmentationResult
 from utils.phantoms import Phantom, generate_phantom
 
 # ----------------------------------------------------------------------------- fixtures
@@ -154,3 +156,35 @@ def test_cam_target_defaults_to_the_predicted_class(classifier: LesionClassifier
 
 
 # ----------------------------------------------------------------------------- inputs
+
+
+def _result(predicted: str | None, lesion: bool) -> AnalysisResult:
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[2:5, 2:5] = lesion
+    segmentation = SegmentationResult(mask.astype(np.float32), mask, None, 0.45)
+    classification = (
+        None
+        if predicted is None
+        else ClassificationResult({predicted: 0.8}, predicted_class=predicted, confidence=0.8)
+    )
+    gray = np.zeros((8, 8), dtype=np.uint8)
+    return AnalysisResult(gray, segmentation, classification, gray, None, None)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "lesion", "expected"),
+    [
+        ("normal", True, "rates this image normal (80%), but the segmenter outlined"),
+        ("malignant", False, "found no lesion at threshold 0.45"),
+        ("benign", False, "rates this image benign"),
+        ("normal", False, None),
+        ("benign", True, None),
+        (None, True, None),
+    ],
+)
+def test_model_disagreement_flags_contradicting_models(predicted, lesion, expected) -> None:
+    caution = model_disagreement(_result(predicted, lesion))
+    if expected is None:
+        assert caution is None
+    else:
+        assert caution is not None and expected in caution
