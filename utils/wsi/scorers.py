@@ -252,9 +252,10 @@ def load_scorer(
 
         if isinstance(card.get("input_shape"), list):
             check_tile_input(tuple(card["input_shape"]), card_path.stem)
-        return NucleiScorer(
-            NucleiSegmenter.from_bundle(model, models_dir=models_dir), name=card_path.stem
-        )
+        # Slide heatmaps average thousands of tiles, where test-time flips (if the card
+        # turns them on for single regions) would cost 4x the time for no visible change.
+        segmenter = NucleiSegmenter.from_bundle(model, models_dir=models_dir, test_time_flips=False)
+        return NucleiScorer(segmenter, name=card_path.stem)
     if task == "classification":
         from utils.inference.classifier import LesionClassifier
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from tests.utils.inference.test_bundle import save_segmenter_bundle
 from tests.utils.wsi.fixtures import PATCH_MPP, PATCH_PX, ThresholdNucleiSegmenter
 from utils.errors import ConfigError, ModelError
+from utils.histo.nuclei import NucleiSegmenter
 from utils.wsi.scorers import ClassifierScorer, NucleiScorer, load_scorer
 
 
@@ -92,3 +95,16 @@ def test_real_nuclei_interface_through_load_scorer(nuclei_models_dir: Path) -> N
     cell_mm2 = (16 * PATCH_MPP / 1000) ** 2
     counted = scores[:, 0].sum(axis=(1, 2)) * cell_mm2
     assert np.allclose(counted, expected)
+
+
+def test_slide_scoring_skips_the_cards_test_time_flips(
+    nuclei_models_dir: Path, tmp_path: Path
+) -> None:
+    for path in nuclei_models_dir.glob("nuclei_segmenter.*"):
+        shutil.copy(path, tmp_path / path.name)
+    card_path = tmp_path / "nuclei_segmenter.json"
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "test_time_flips": True}))
+    assert NucleiSegmenter.from_bundle("nuclei_segmenter", models_dir=tmp_path).test_time_flips
+    scorer = load_scorer("nuclei_segmenter", models_dir=tmp_path)
+    assert isinstance(scorer, NucleiScorer) and not scorer._segmenter.test_time_flips
