@@ -67,11 +67,13 @@ def _status(
 ) -> str:
     """One honest line: CV means against the goals and the training budgets."""
     best = headline_cv_metrics(cv_summary)
+    reached = {metric: best[metric]["mean"] >= goal for metric, goal in GOALS.items()}
     parts = [
-        f"CV {metric} {best[metric]['mean']:.3f} (goal >= {goal:.2f})"
+        f"CV {metric} {best[metric]['mean']:.3f} (goal >= {goal:.2f}, "
+        f"{'met' if reached[metric] else 'not met'})"
         for metric, goal in GOALS.items()
     ]
-    met = all(best[metric]["mean"] >= goal for metric, goal in GOALS.items())
+    met = all(reached.values())
     fold_steps = [fold.get("steps_trained") for fold in cv_summary.get("fold_means", [])]
     final_steps = final_info.get("epochs_run", 0) * config.steps_per_epoch
     return (

@@ -109,3 +109,18 @@ def test_train_cli_ship_without_final_model_fails(tmp_path: Path) -> None:
     data = write_monuseg_folder(tmp_path / "data", count=2)
     argv = ["nuclei", "--data", str(data), "--out", str(tmp_path / "run"), "--ship"]
     assert train_main(argv) == 2
+
+
+def test_status_line_says_which_goal_is_met() -> None:
+    from utils.training.nuclei_final import _status
+
+    metric = {"sd": 0.01, "n": 3}
+    summary = {
+        "best": {"dice": {"mean": 0.9, **metric}, "aji": {"mean": 0.9, **metric}},
+        "cross_fitted": {"dice": {"mean": 0.81, **metric}, "aji": {"mean": 0.52, **metric}},
+        "fold_means": [{"steps_trained": 2400}],
+    }
+    line = _status(summary, NucleiTrainConfig(steps_per_epoch=60), {"epochs_run": 40})
+    assert line.startswith("Below the issue's goals")
+    assert "dice 0.810 (goal >= 0.80, met)" in line and "aji 0.520 (goal >= 0.60, not met)" in line
+    assert "[2400]" in line and "2400 steps" in line
