@@ -178,10 +178,9 @@ class NucleiSegmenter(BundlePredictor):
         if not self.test_time_flips:
             return np.asarray(self._forward(batch))
         total = np.zeros((*batch.shape[:3], 2), dtype=np.float32)
-        for axes in ((), (1,), (2,), (1, 2)):
-            flipped = np.flip(batch, axis=axes) if axes else batch
-            output = np.asarray(self._forward(np.ascontiguousarray(flipped)))
-            total += np.flip(output, axis=axes) if axes else output
+        for axes in ((), (1,), (2,), (1, 2)):  # np.flip over no axes is the identity
+            output = np.asarray(self._forward(np.ascontiguousarray(np.flip(batch, axis=axes))))
+            total += np.flip(output, axis=axes)
         return total / 4.0
 
     # ------------------------------------------------------------------ segmentation
