@@ -35,6 +35,7 @@ from utils.errors import ConfigError, TumorLensError
 
 if TYPE_CHECKING:
     from utils.training.arrays import TrainingArrays
+    from utils.training.classification import ClassifierTrainConfig
 
 LOGGER = logging.getLogger("tumorlens.train")
 
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="evaluate the refer-to-a-human rule with test-time augmentation (default: on)",
+    )
+    classify.add_argument(
+        "--mask-guided-from",
+        type=Path,
+        default=None,
+        help="cross-validate the mask-guided variant, with masks from this finished "
+        "`segment --folds` run on the same data, folds and seed (CV only)",
     )
     baseline = tasks.add_parser(
         "baseline", help="pixel baselines (logistic regression, random forest) under grouped CV"
@@ -293,6 +301,8 @@ def run_classify(args: argparse.Namespace) -> int:
         deadline=_deadline(args.deadline_minutes),
     )
     check_classifier_config(config)
+    if args.mask_guided_from is not None:
+        return _run_mask_guided(args, config)
     arrays = _load_arrays(
         args, image_size=config.image_size, channels=config.channels, with_masks=False
     )
@@ -307,6 +317,32 @@ def run_classify(args: argparse.Namespace) -> int:
     if args.final:
         _, temperature = train_final_classifier(arrays, config, args.out / "final")
         LOGGER.info("final model in %s (temperature %.3f)", args.out / "final", temperature)
+    return 0
+
+
+def _run_mask_guided(args: argparse.Namespace, config: ClassifierTrainConfig) -> int:
+    """Grouped CV of the mask-guided classifier (see :mod:`utils.training.mask_guided`)."""
+    from utils.training.mask_guided import cross_validate_mask_guided
+
+    if not args.folds or args.final:
+        raise ConfigError(
+            "--mask-guided-from is a cross-validation experiment: give --folds and not --final."
+        )
+    if config.channels != 1:
+        raise ConfigError(
+            f"--mask-guided-from reads grey-scale images; received --channels {config.channels}."
+        )
+    arrays = _load_arrays(args, image_size=config.image_size, channels=1, with_masks=False)
+    config.image_size = arrays.images.shape[1]
+    summary = cross_validate_mask_guided(
+        arrays,
+        config,
+        args.out,
+        args.mask_guided_from,
+        n_folds=args.folds,
+        only_folds=args.only_fold,
+    )
+    LOGGER.info("mask-guided CV summary: %s", summary["summary"])
     return 0
 
 

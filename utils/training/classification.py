@@ -586,6 +586,17 @@ def train_classifier(
 # ----------------------------------------------------------------------------- CV
 
 
+def classifier_fold_metrics(trained: TrainedClassifier) -> dict[str, Any]:
+    """The ``metrics.json`` of one CV fold: bookkeeping plus the validation report."""
+    return {
+        "epochs_run": trained.epochs_run,
+        "seconds": trained.seconds,
+        "stopped_by_deadline": trained.stopped_by_deadline,
+        "class_weights": trained.class_weights,
+        **trained.validation,
+    }
+
+
 def cross_validate_classifier(
     arrays: TrainingArrays,
     config: ClassifierTrainConfig,
@@ -618,14 +629,9 @@ def cross_validate_classifier(
     arrays = replace(arrays, masks=None)  # classification never reads them
 
     def train_fold(train: TrainingArrays, val: TrainingArrays, fold_dir: Path) -> dict[str, Any]:
-        trained = train_classifier(train, val, config, fold_dir, feed_builder=feed_builder)
-        return {
-            "epochs_run": trained.epochs_run,
-            "seconds": trained.seconds,
-            "stopped_by_deadline": trained.stopped_by_deadline,
-            "class_weights": trained.class_weights,
-            **trained.validation,
-        }
+        return classifier_fold_metrics(
+            train_classifier(train, val, config, fold_dir, feed_builder=feed_builder)
+        )
 
     run_grouped_cv(
         arrays,

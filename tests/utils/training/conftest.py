@@ -6,8 +6,7 @@ import pytest
 from utils.training.arrays import TrainingArrays
 
 
-@pytest.fixture
-def tiny_arrays() -> TrainingArrays:
+def make_tiny_arrays() -> TrainingArrays:
     """24 synthetic 32x32 ultrasound-like images: dark squares with masks, some normal."""
     rng = np.random.default_rng(0)
     count = 24
@@ -30,3 +29,9 @@ def tiny_arrays() -> TrainingArrays:
         sources=[f"img{index}.png" for index in range(count)],
         datasets=["synthetic"] * count,
     )
+
+
+@pytest.fixture
+def tiny_arrays() -> TrainingArrays:
+    """See :func:`make_tiny_arrays`."""
+    return make_tiny_arrays()
