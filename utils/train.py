@@ -122,8 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--mask-guided-from",
         type=Path,
         default=None,
-        help="cross-validate the mask-guided variant, with masks from this finished "
-        "`segment --folds` run on the same data, folds and seed (CV only)",
+        help="the mask-guided variant: --folds takes each fold's masks from this finished "
+        "`segment --folds` run on the same data, folds and seed; --final embeds "
+        "--segmenter-bundle",
+    )
+    classify.add_argument(
+        "--segmenter-bundle",
+        default="ultrasound_segmenter",
+        help="segmenter embedded in a final mask-guided model (default: ultrasound_segmenter)",
     )
     baseline = tasks.add_parser(
         "baseline", help="pixel baselines (logistic regression, random forest) under grouped CV"
@@ -144,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--models-dir", type=Path, default=None, help="default: saved_models/")
     ship.add_argument(
         "--card-extra", type=Path, default=None, help="JSON of further card fields (limitations...)"
+    )
+    ship.add_argument(
+        "--mask-guided-from",
+        type=Path,
+        default=None,
+        help="the run is mask-guided: the segmenter CV run its folds took their masks from",
     )
     attach = tasks.add_parser(
         "attach-cv",
@@ -321,28 +333,38 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 def _run_mask_guided(args: argparse.Namespace, config: ClassifierTrainConfig) -> int:
-    """Grouped CV of the mask-guided classifier (see :mod:`utils.training.mask_guided`)."""
-    from utils.training.mask_guided import cross_validate_mask_guided
+    """CV and/or final model of the mask-guided classifier (:mod:`utils.training.mask_guided`)."""
+    from utils.training.mask_guided import cross_validate_mask_guided, train_final_mask_guided
 
-    if not args.folds or args.final:
-        raise ConfigError(
-            "--mask-guided-from is a cross-validation experiment: give --folds and not --final."
-        )
+    if not args.folds and not args.final:
+        raise ConfigError("--mask-guided-from needs --folds K and/or --final.")
     if config.channels != 1:
         raise ConfigError(
             f"--mask-guided-from reads grey-scale images; received --channels {config.channels}."
         )
-    arrays = _load_arrays(args, image_size=config.image_size, channels=1, with_masks=False)
-    config.image_size = arrays.images.shape[1]
-    summary = cross_validate_mask_guided(
-        arrays,
-        config,
-        args.out,
-        args.mask_guided_from,
-        n_folds=args.folds,
-        only_folds=args.only_fold,
-    )
-    LOGGER.info("mask-guided CV summary: %s", summary["summary"])
+    if args.folds:
+        arrays = _load_arrays(args, image_size=config.image_size, channels=1, with_masks=False)
+        config.image_size = arrays.images.shape[1]
+        summary = cross_validate_mask_guided(
+            arrays,
+            config,
+            args.out,
+            args.mask_guided_from,
+            n_folds=args.folds,
+            only_folds=args.only_fold,
+        )
+        LOGGER.info("mask-guided CV summary: %s", summary["summary"])
+    if args.final:
+        from utils.inference.segmenter import LesionSegmenter
+
+        segmenter = LesionSegmenter.from_bundle(args.segmenter_bundle, warm_up=False)
+        full_size = _load_arrays(
+            args, image_size=segmenter.input_shape[0], channels=1, with_masks=False
+        )
+        train_final_mask_guided(
+            full_size, segmenter.model, segmenter.threshold, config, args.out / "final"
+        )
+        LOGGER.info("final mask-guided model in %s", args.out / "final")
     return 0
 
 
@@ -381,18 +403,18 @@ def run_ship_classifier(args: argparse.Namespace) -> int:
     known = set(ClassifierTrainConfig.__dataclass_fields__) - {"augment", "deadline"}
     fields = {name: value for name, value in saved.items() if name in known}
     config = ClassifierTrainConfig(**fields)
-    arrays = _load_arrays(
-        args, image_size=config.image_size, channels=config.channels, with_masks=False
-    )
+    guided = args.mask_guided_from is not None
+    # A mask-guided run stacks its channels itself, from grey-scale images.
+    channels = 1 if guided else config.channels
+    arrays = _load_arrays(args, image_size=config.image_size, channels=channels, with_masks=False)
     extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
-    path = ship_classifier(
-        args.out,
-        arrays,
-        config,
-        name=args.name,
-        models_dir=args.models_dir or SAVED_MODELS_DIR,
-        **extra,
-    )
+    options = {"name": args.name, "models_dir": args.models_dir or SAVED_MODELS_DIR, **extra}
+    if guided:
+        from utils.training.mask_guided import ship_mask_guided
+
+        path = ship_mask_guided(args.out, arrays, config, args.mask_guided_from, **options)
+    else:
+        path = ship_classifier(args.out, arrays, config, **options)
     LOGGER.info("wrote %s", path)
     return 0
 

@@ -65,7 +65,11 @@ TASKS: Final = tuple(_TASK_CARD_KEYS)
 _MODEL_SUFFIX: Final = ".keras"
 _CARD_SUFFIX: Final = ".json"
 #: Modules whose import registers the custom objects of saved TumorLens models.
-_CUSTOM_OBJECT_MODULES: Final = ("utils.models.classification", "utils.models.losses")
+_CUSTOM_OBJECT_MODULES: Final = (
+    "utils.models.classification",
+    "utils.models.losses",
+    "utils.models.mask_guided",
+)
 
 #: What the inference classes accept as one image.
 ImageLike = LoadedImage | np.ndarray

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,17 @@ from utils.training.common import describe_training_data, grouped_cv_folds
 
 LOGGER = logging.getLogger(__name__)
 
+#: ``(fold, val_idx) -> uint8 model inputs`` of the images a fold held out.
+FoldInputs = Callable[[int, np.ndarray], np.ndarray]
+
 
 def out_of_fold_probabilities(
-    arrays: TrainingArrays, config: ClassifierTrainConfig, cv_dir: Path, n_folds: int
+    arrays: TrainingArrays,
+    config: ClassifierTrainConfig,
+    cv_dir: Path,
+    n_folds: int,
+    *,
+    fold_inputs: FoldInputs | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated probabilities of every image from the fold model that never saw it.
 
@@ -50,6 +59,8 @@ def out_of_fold_probabilities(
         config: The run's configuration (architecture, input shape, seed).
         cv_dir: Folder holding ``fold_<k>/best.weights.h5``.
         n_folds: Number of folds of the run.
+        fold_inputs: ``(fold, val_idx) -> uint8 model inputs`` when a fold's inputs are
+            not simply ``arrays.images[val_idx]`` (the mask-guided variant).
 
     Returns:
         (N, C) probabilities and (N,) true class indices.
@@ -64,7 +75,8 @@ def out_of_fold_probabilities(
         if not weights.exists():
             raise ConfigError(f"Fold {fold} has no weights at {weights}; finish the CV first.")
         model = _model_from_weights(config, weights)
-        images = arrays.images[val_idx].astype(np.float32) / 255.0
+        raw = arrays.images[val_idx] if fold_inputs is None else fold_inputs(fold, val_idx)
+        images = raw.astype(np.float32) / 255.0
         logits = logit_function(model, config.input_shape, config.batch_size)(images)
         val_groups = [arrays.groups[i] for i in val_idx]
         probabilities[val_idx] = cross_fitted_probabilities(
@@ -165,9 +177,12 @@ def ship_classifier(
     *,
     name: str = "ultrasound_classifier",
     models_dir: Path = SAVED_MODELS_DIR,
+    fold_inputs: FoldInputs | None = None,
     **fields: Any,
 ) -> Path:
     """Write the run's final model and card as ``models_dir/name.{keras,json,md}``.
+
+    ``fold_inputs`` is passed to :func:`out_of_fold_probabilities`.
 
     Raises:
         ConfigError: The run has no ``cv.json``, no final model, or missing fold weights.
@@ -180,7 +195,9 @@ def ship_classifier(
     final = json.loads((final_dir / "final.json").read_text())
     # The final model may have trained before the CV finished: take the CV temperature.
     final["temperature"] = cv["summary"]["temperature"]["mean"] or 1.0
-    probabilities, labels = out_of_fold_probabilities(arrays, config, run_dir, cv["n_folds"])
+    probabilities, labels = out_of_fold_probabilities(
+        arrays, config, run_dir, cv["n_folds"], fold_inputs=fold_inputs
+    )
     pooled = pooled_cv_section(probabilities, labels, config.class_names)
     card = build_classifier_card(cv, final, pooled, describe_training_data(arrays), **fields)
     model = keras.models.load_model(final_dir / "model.keras", compile=False)

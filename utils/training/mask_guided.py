@@ -25,18 +25,33 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import keras
 import numpy as np
 
 from utils.errors import ConfigError
+from utils.models.mask_guided import (
+    LESION_VIEW_MARGIN,
+    build_mask_guided_classifier,
+    build_mask_guided_front_end,
+)
 from utils.training.arrays import TrainingArrays
 from utils.training.classification import (
     ClassifierTrainConfig,
+    _cv_temperature,
     check_classifier_config,
     classifier_fold_metrics,
     collect_classifier_cv_results,
     train_classifier,
+    train_final_classifier,
 )
-from utils.training.common import fold_finished, grouped_cv_folds, run_grouped_cv, write_json
+from utils.training.classifier_card import ship_classifier
+from utils.training.common import (
+    fold_finished,
+    grouped_cv_folds,
+    predict_in_batches,
+    run_grouped_cv,
+    write_json,
+)
 from utils.training.segmentation import (
     SegmenterTrainConfig,
     _build_architecture,
@@ -47,9 +62,6 @@ LOGGER = logging.getLogger(__name__)
 
 #: Channels of a mask-guided input.
 MASK_GUIDED_CHANNELS = 3
-
-#: Dilation of the predicted lesion (fraction of the image side) for the lesion view.
-LESION_VIEW_MARGIN = 0.08
 
 
 def mask_guided_images(
@@ -152,7 +164,7 @@ def cross_validate_mask_guided(
     Raises:
         ConfigError: Bad configuration, or the segmenter run does not match.
     """
-    config = replace(config, channels=MASK_GUIDED_CHANNELS)
+    config = head_config(config)
     check_classifier_config(config)
     arrays = replace(arrays, masks=None)
     folds = grouped_cv_folds(arrays, n_folds, config.seed)
@@ -180,3 +192,104 @@ def cross_validate_mask_guided(
     cv["mask_source"] = str(segmenter_cv_dir)
     write_json(out_dir / "cv.json", cv)
     return cv
+
+
+def head_config(config: ClassifierTrainConfig) -> ClassifierTrainConfig:
+    """The configuration of the classifier head: ``config`` with three input channels."""
+    return replace(config, channels=MASK_GUIDED_CHANNELS)
+
+
+def front_end_images(
+    front_end: keras.Model, images: np.ndarray, batch_size: int = 32
+) -> np.ndarray:
+    """The front end's three-channel head inputs of uint8 (N, H, W, 1) images, as uint8."""
+    stacked = predict_in_batches(front_end, images, batch_size)
+    return np.round(np.clip(stacked, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def train_final_mask_guided(
+    arrays: TrainingArrays,
+    segmenter: keras.Model,
+    threshold: float,
+    config: ClassifierTrainConfig,
+    run_dir: Path,
+) -> keras.Model:
+    """Train the head on all images and save the composed model as ``run_dir/model.keras``.
+
+    The head trains on what the composed model's own front end makes of each image
+    (the embedded segmenter's in-sample maps, as in the cross-validation), so training
+    and inference see the same inputs. ``run_dir/head/`` keeps the head's run;
+    ``run_dir/final.json`` describes the composed model.
+
+    Args:
+        arrays: All examples as (N, H, W, 1) uint8 images at the segmenter's input size.
+        segmenter: The segmenter to embed (e.g. the shipped bundle's model).
+        threshold: Its lesion threshold.
+        config: Head configuration (``image_size`` is the head's input side).
+        run_dir: Final-model folder (``OUT/final``); the temperature is read from
+            ``run_dir.parent / "cv.json"``.
+
+    Returns:
+        The composed model.
+
+    Raises:
+        ConfigError: The images do not match the segmenter's input.
+        ModelError: The segmenter or head cannot be composed.
+    """
+    config = head_config(config)
+    check_classifier_config(config)
+    expected = tuple(segmenter.input_shape[1:])
+    if tuple(arrays.images.shape[1:]) != expected:
+        raise ConfigError(
+            f"The images are {tuple(arrays.images.shape[1:])} but the segmenter takes "
+            f"{expected}; load them at the segmenter's size."
+        )
+    front_end = build_mask_guided_front_end(segmenter, config.image_size, threshold)
+    head_arrays = replace(arrays, images=front_end_images(front_end, arrays.images), masks=None)
+    head, temperature = train_final_classifier(
+        head_arrays,
+        config,
+        run_dir / "head",
+        temperature=_cv_temperature(run_dir.parent / "cv.json"),
+    )
+    model = build_mask_guided_classifier(segmenter, head, threshold)
+    model.save(run_dir / "model.keras")
+    final = json.loads((run_dir / "head" / "final.json").read_text())
+    final.update(
+        input_shape=list(expected),
+        head_input_shape=list(config.input_shape),
+        mask_guided={"segmenter_threshold": threshold, "segmenter": segmenter.name},
+        temperature=temperature,
+    )
+    write_json(run_dir / "final.json", final)
+    return model
+
+
+def ship_mask_guided(
+    run_dir: Path,
+    arrays: TrainingArrays,
+    config: ClassifierTrainConfig,
+    segmenter_cv_dir: Path,
+    **options: Any,
+) -> Path:
+    """Ship a mask-guided run (CV + final) with :func:`ship_classifier`.
+
+    The out-of-fold probabilities of the card use, for each fold, the masks of that
+    fold's segmenter, exactly as the CV did.
+
+    Args:
+        run_dir: The run folder (``cv.json``, ``fold_<k>/``, ``final/``).
+        arrays: All examples as (N, H, W, 1) uint8 images at the head's input size.
+        config: The run's configuration.
+        segmenter_cv_dir: The segmenter CV run the CV used.
+        **options: ``name``, ``models_dir`` and card fields of :func:`ship_classifier`.
+    """
+    folds = grouped_cv_folds(
+        arrays, json.loads((run_dir / "cv.json").read_text())["n_folds"], config.seed
+    )
+
+    def fold_inputs(fold: int, val_idx: np.ndarray) -> np.ndarray:
+        maps, threshold = fold_probability_maps(arrays, segmenter_cv_dir, fold, len(folds[fold][1]))
+        return mask_guided_images(arrays.images[val_idx], maps[val_idx], threshold)
+
+    return ship_classifier(run_dir, arrays, head_config(config), fold_inputs=fold_inputs, **options)

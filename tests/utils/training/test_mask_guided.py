@@ -9,6 +9,8 @@ import pytest
 from tests.utils.training.conftest import make_tiny_arrays
 from utils.augment_config import AugmentConfig
 from utils.errors import ConfigError
+from utils.inference.classifier import LesionClassifier
+from utils.models.segmentation import build_segmentation_model
 from utils.train import main
 from utils.training.arrays import TrainingArrays
 from utils.training.classification import ClassifierTrainConfig
@@ -16,6 +18,8 @@ from utils.training.mask_guided import (
     cross_validate_mask_guided,
     fold_probability_maps,
     mask_guided_images,
+    ship_mask_guided,
+    train_final_mask_guided,
 )
 from utils.training.segmentation import SegmenterTrainConfig, cross_validate_segmenter
 
@@ -98,6 +102,26 @@ def test_cv_uses_each_folds_own_segmenter(
     assert maps_0.shape == (len(tiny_arrays), 32, 32)
     assert not np.allclose(maps_0, maps_1)
 
+    # Final model (segmenter embedded) and the shipped bundle with out-of-fold metrics.
+    segmenter = build_segmentation_model("unet", input_shape=(32, 32, 1), base_filters=4, depth=2)
+    config = ClassifierTrainConfig(**CLS_TINY)
+    model = train_final_mask_guided(tiny_arrays, segmenter, 0.5, config, out / "final")
+    assert model.input_shape == (None, 32, 32, 1)
+    final = json.loads((out / "final" / "final.json").read_text())
+    assert final["input_shape"] == [32, 32, 1] and final["head_input_shape"] == [32, 32, 3]
+    assert final["temperature"] == pytest.approx(cv["summary"]["temperature"]["mean"])
+    models_dir = tmp_path / "models"
+    path = ship_mask_guided(
+        out, tiny_arrays, config, segmenter_run, name="guided", models_dir=models_dir
+    )
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["input_shape"] == [32, 32, 1]
+    assert card["cv_pooled"]["metrics"]["n"] == len(tiny_arrays)
+    classifier = LesionClassifier.from_bundle("guided", models_dir=models_dir)
+    [result] = classifier.predict([tiny_arrays.images[0]], with_uncertainty=True)
+    assert sum(result.probabilities.values()) == pytest.approx(1.0)
+    assert result.refer is not None
+
 
 def test_a_segmenter_run_with_other_folds_is_rejected(
     tiny_arrays: TrainingArrays, segmenter_run: Path, tmp_path: Path
@@ -133,11 +157,26 @@ def test_missing_segmenter_run_and_fold_are_rejected(
         fold_probability_maps(tiny_arrays, segmenter_run, 5, 12)
 
 
-@pytest.mark.parametrize("extra", [["--final", "--folds", "2"], []])
-def test_cli_mask_guided_needs_folds_and_no_final(
-    extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_cli_mask_guided_needs_folds_or_final(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     command = ["classify", "--arrays", str(tmp_path / "any.npz"), "--out", str(tmp_path / "o")]
-    code = main([*command, "--mask-guided-from", str(tmp_path), *extra])
-    assert code == 2
-    assert "give --folds and not --final" in capsys.readouterr().err
+    assert main([*command, "--mask-guided-from", str(tmp_path)]) == 2
+    assert "needs --folds K and/or --final" in capsys.readouterr().err
+
+
+def test_cli_mask_guided_reads_grey_scale_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["classify", "--arrays", str(tmp_path / "any.npz"), "--out", str(tmp_path / "o")]
+    assert main([*command, "--mask-guided-from", str(tmp_path), "--final", "--channels", "3"]) == 2
+    assert "reads grey-scale images; received --channels 3" in capsys.readouterr().err
+
+
+def test_final_model_needs_images_at_the_segmenter_size(tmp_path: Path) -> None:
+    arrays = make_tiny_arrays()
+    segmenter = build_segmentation_model("unet", input_shape=(64, 64, 1), base_filters=4, depth=2)
+    with pytest.raises(ConfigError, match=r"images are \(32, 32, 1\) but the segmenter takes"):
+        train_final_mask_guided(
+            arrays, segmenter, 0.5, ClassifierTrainConfig(**CLS_TINY), tmp_path / "final"
+        )

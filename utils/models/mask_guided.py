@@ -1,0 +1,192 @@
+"""Mask-guided lesion classifier: one self-contained model, segmenter inside.
+
+The classifier head sees three channels at its own (small) input size, made inside the
+model from the full-size grey-scale image (see :mod:`utils.training.mask_guided`):
+
+0. the image, shrunk (average pooling by the whole factor, then bilinear);
+1. the embedded segmenter's lesion-probability map, resized the same way;
+2. the lesion view: the image where the dilated ``probability >= threshold`` region is,
+   zero elsewhere.
+
+Everything is Keras layers and ``keras.ops``, so the one ``.keras`` file loads and runs
+like any classifier (temperature scaling, test-time augmentation, Grad-CAM on any head
+layer) on TensorFlow or JAX, and never depends on which segmenter bundle is installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from utils.errors import ModelError
+
+__all__ = [
+    "FRONT_END_OUTPUT",
+    "LesionView",
+    "build_mask_guided_classifier",
+    "build_mask_guided_front_end",
+    "lesion_view_pool_size",
+]
+
+#: Name of the layer whose output is the head's three-channel input.
+FRONT_END_OUTPUT = "mask_guided_channels"
+
+#: Name of the embedded segmenter.
+SEGMENTER_LAYER = "lesion_segmenter"
+
+#: Dilation of the lesion region, as a fraction of the head's input side.
+LESION_VIEW_MARGIN = 0.08
+
+
+def lesion_view_pool_size(side: int) -> int:
+    """Odd dilation window (pixels) of the lesion view for a head input of ``side`` px."""
+    return max(3, round(LESION_VIEW_MARGIN * side) | 1)
+
+
+@keras.saving.register_keras_serializable(package="TumorLens")
+class LesionView(layers.Layer):
+    """``image * dilate(probability >= threshold)``: the lesion and its margin only.
+
+    Args:
+        threshold: Probability from which a pixel counts as lesion.
+        pool_size: Side of the square dilation window (odd).
+        **kwargs: Layer options (``name``...).
+    """
+
+    def __init__(self, threshold: float = 0.5, pool_size: int = 9, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.threshold = float(threshold)
+        self.pool_size = int(pool_size)
+
+    def call(self, inputs: list[keras.KerasTensor]) -> keras.KerasTensor:
+        """The image times the dilated lesion region of ``inputs = [image, probability]``."""
+        image, probability = inputs
+        region = ops.cast(ops.greater_equal(probability, self.threshold), image.dtype)
+        dilated = ops.max_pool(region, self.pool_size, strides=1, padding="same")
+        return image * dilated
+
+    def compute_output_shape(self, input_shape: list[tuple]) -> tuple:
+        """The image's shape."""
+        return input_shape[0]
+
+    def get_config(self) -> dict[str, Any]:
+        """Serialisable options (saved in the ``.keras`` file)."""
+        return {**super().get_config(), "threshold": self.threshold, "pool_size": self.pool_size}
+
+
+def _apply_copy(layer: layers.Layer, inputs: keras.KerasTensor) -> keras.KerasTensor:
+    """Apply a fresh copy of ``layer`` (same config and weights) to ``inputs``.
+
+    A copy, not the layer itself: a layer used by two models has two graph nodes, and
+    Grad-CAM reads ``layer.output``, which is the first one's.
+    """
+    copy = layer.__class__.from_config(layer.get_config())
+    outputs = copy(inputs)
+    copy.set_weights(layer.get_weights())
+    return outputs
+
+
+def _shrink(x: keras.KerasTensor, side: int, head_size: int, what: str) -> keras.KerasTensor:
+    """Average-pool by the whole factor, then bilinear to ``head_size``.
+
+    Close to area resizing and, unlike antialiased resizing, it compiles with XLA.
+    """
+    factor = max(1, side // head_size)
+    if factor > 1:
+        x = layers.AveragePooling2D(factor, name=f"{what}_pool")(x)
+    return layers.Resizing(head_size, head_size, name=f"{what}_resize")(x)
+
+
+def build_mask_guided_front_end(
+    segmenter: keras.Model, head_size: int, threshold: float
+) -> keras.Model:
+    """The model from a full-size image to the head's (head_size, head_size, 3) input.
+
+    Args:
+        segmenter: Lesion segmenter taking (H, W, 1) images in [0, 1] and returning
+            (H, W, 1) probabilities. It is copied and frozen.
+        head_size: Input side of the classifier head.
+        threshold: Lesion threshold of the lesion view (the segmenter's).
+
+    Returns:
+        A model named ``mask_guided_front_end``.
+
+    Raises:
+        ModelError: The segmenter does not map (H, W, 1) to (H, W, 1).
+    """
+    in_shape, out_shape = tuple(segmenter.input_shape[1:]), tuple(segmenter.output_shape[1:])
+    if len(in_shape) != 3 or in_shape[-1] != 1 or out_shape != in_shape:
+        raise ModelError(
+            f"The segmenter must map (H, W, 1) images to (H, W, 1) probabilities; it maps "
+            f"{in_shape} to {out_shape}."
+        )
+    embedded = keras.models.clone_model(segmenter)
+    embedded.set_weights(segmenter.get_weights())
+    embedded.trainable = False
+    embedded.name = SEGMENTER_LAYER
+    image = keras.Input(shape=in_shape, name="image")
+    probability = embedded(image, training=False)
+    small_image = _shrink(image, in_shape[0], head_size, "image")
+    small_probability = _shrink(probability, in_shape[0], head_size, "probability")
+    view = LesionView(threshold, lesion_view_pool_size(head_size), name="lesion_view")(
+        [small_image, small_probability]
+    )
+    stacked = layers.Concatenate(name=FRONT_END_OUTPUT)([small_image, small_probability, view])
+    return keras.Model(image, stacked, name="mask_guided_front_end")
+
+
+def build_mask_guided_classifier(
+    segmenter: keras.Model, head: keras.Model, threshold: float
+) -> keras.Model:
+    """One model: full-size image -> front end -> the trained head's class probabilities.
+
+    The head's layers are copied onto the front end's output in order, so every head
+    layer keeps its name (``stage4_relu2``, ``logits``...) at the top level of the
+    model, where Grad-CAM and :func:`~utils.models.classification.logits_model` find it.
+
+    Args:
+        segmenter: See :func:`build_mask_guided_front_end`.
+        head: A trained chain-shaped classifier (e.g. ``compact_cnn``) taking
+            (s, s, 3) inputs.
+        threshold: Lesion threshold of the lesion view.
+
+    Returns:
+        A model named ``mask_guided_<head name>``.
+
+    Raises:
+        ModelError: The head does not take three channels, or is not a chain of layers
+            (the composed model would not reproduce it).
+    """
+    head_shape = tuple(head.input_shape[1:])
+    if len(head_shape) != 3 or head_shape[-1] != 3 or head_shape[0] != head_shape[1]:
+        raise ModelError(f"The head must take square (s, s, 3) inputs; it takes {head_shape}.")
+    front_end = build_mask_guided_front_end(segmenter, head_shape[0], threshold)
+    x = front_end.output
+    try:
+        for layer in head.layers[1:]:
+            x = _apply_copy(layer, x)
+    except (ValueError, TypeError) as error:  # a branching head cannot be replayed
+        raise _not_a_chain(head) from error
+    model = keras.Model(front_end.input, x, name=f"mask_guided_{head.name}")
+    _check_reproduces_head(model, front_end, head)
+    return model
+
+
+def _not_a_chain(head: keras.Model) -> ModelError:
+    return ModelError(
+        f"The head {head.name!r} is not a chain of layers, so it cannot be composed with "
+        "the mask-guided front end; use a chain-shaped head such as compact_cnn."
+    )
+
+
+def _check_reproduces_head(model: keras.Model, front_end: keras.Model, head: keras.Model) -> None:
+    """Raise ModelError unless ``model`` equals ``head(front_end(x))`` on a test batch."""
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(0.0, 1.0, (2, *model.input_shape[1:])).astype(np.float32)
+    expected = head.predict(front_end.predict(batch, verbose=0), verbose=0)
+    got = model.predict(batch, verbose=0)
+    if not np.allclose(got, expected, atol=1e-4):
+        raise _not_a_chain(head)
