@@ -44,11 +44,15 @@ from utils.inference.bundle import (
 )
 from utils.inference.classifier import ClassificationResult, LesionClassifier
 from utils.inference.segmenter import LesionSegmenter, SegmentationResult
-from utils.paths import default_datasets_dir
+from utils.labels import ULTRASOUND_CLASSES
+from utils.model_card import load_model_card
+from utils.paths import SAVED_MODELS_DIR, default_datasets_dir
 
 __all__ = [
+    "DEFAULT_CLASSIFIER_BUNDLE",
     "available_dataset_choices",
     "cached_analysis",
+    "classifier_caption",
     "classifier_installed",
     "clear_analysis_caches",
     "load_choice_cached",
@@ -57,6 +61,7 @@ __all__ = [
     "load_segmenter",
     "load_segmenter_explainer",
     "load_upload_cached",
+    "ultrasound_classifier_bundles",
 ]
 
 # Segmentations hold full-size probability maps (4 bytes a pixel): keep 16 per step.
@@ -77,6 +82,36 @@ def load_segmenter(bundle: str = DEFAULT_SEGMENTER_BUNDLE) -> LesionSegmenter:
 def classifier_installed(bundle: str = DEFAULT_CLASSIFIER_BUNDLE) -> bool:
     """Whether the classifier bundle is in ``saved_models/`` (checked on every rerun)."""
     return bundle in available_bundles()
+
+
+def ultrasound_classifier_bundles(models_dir: Path = SAVED_MODELS_DIR) -> list[str]:
+    """Installed classifiers of ultrasound images, the default first.
+
+    H&E patch classifiers (other class names) and unreadable cards are left out.
+    """
+    names = []
+    for name in available_bundles(models_dir):
+        try:
+            card = load_model_card(name, models_dir=models_dir)
+        except ModelError:
+            continue
+        if card.get("task") == "classification" and tuple(card.get("class_names", ())) == (
+            ULTRASOUND_CLASSES
+        ):
+            names.append(name)
+    return sorted(names, key=lambda name: (name != DEFAULT_CLASSIFIER_BUNDLE, name))
+
+
+def classifier_caption(bundle: str, models_dir: Path = SAVED_MODELS_DIR) -> tuple[str, str]:
+    """The title of a classifier's card and a one-line note (status, speed) for a picker."""
+    try:
+        card = load_model_card(bundle, models_dir=models_dir)
+    except ModelError as error:
+        return bundle, str(error)
+    speed = card.get("speed", {})
+    single = speed.get("single_image_ms") if isinstance(speed, dict) else None
+    note = card.get("status", "no status in its card")
+    return card.get("title", bundle), note + (f". Speed: {single}" if single else "")
 
 
 def load_classifier(bundle: str = DEFAULT_CLASSIFIER_BUNDLE) -> LesionClassifier | None:
@@ -144,6 +179,7 @@ def cached_analysis(
     settings: AnalysisSettings,
     *,
     with_classifier: bool,
+    classifier_bundle: str = DEFAULT_CLASSIFIER_BUNDLE,
 ) -> AnalysisResult:
     """:func:`helpers.analysis.analyse_ultrasound` with the cached models and steps.
 
@@ -158,6 +194,7 @@ def cached_analysis(
         settings: Analysis settings.
         with_classifier: Whether a classifier is installed (then it also classifies and
             explains the class).
+        classifier_bundle: Which installed classifier to use.
 
     Raises:
         TumorLensError: A setting is invalid, or a model cannot be loaded.
@@ -169,7 +206,7 @@ def cached_analysis(
     segmenter_cam = _segmenter_cam(
         segmenter_key, image_digest, image, settings.cam_method, settings.segmenter_layer
     )
-    classifier = load_classifier() if with_classifier else None
+    classifier = load_classifier(classifier_bundle) if with_classifier else None
     if classifier is None:
         return assemble_result(image, segmentation, segmenter_cam)
     classifier_key = _model_key(classifier)
@@ -179,7 +216,7 @@ def cached_analysis(
         segmenter_cam,
         classifier,
         settings,
-        classify=lambda: _classification(classifier_key, image_digest, image),
+        classify=lambda: _classification(classifier_key, image_digest, image, classifier_bundle),
         explain_class=lambda target: _classifier_cam(
             classifier_key,
             image_digest,
@@ -187,6 +224,7 @@ def cached_analysis(
             settings.cam_method,
             settings.classifier_layer,
             target,
+            classifier_bundle,
         ),
     )
 
@@ -221,9 +259,9 @@ def _segmenter_cam(
 
 @st.cache_data(max_entries=_MAX_CACHED_STEPS, show_spinner="Classifying…")
 def _classification(
-    model_key: str, image_digest: str, _image: LoadedImage
+    model_key: str, image_digest: str, _image: LoadedImage, bundle: str
 ) -> Step[ClassificationResult]:
-    return classification_step(_image, _loaded_classifier())
+    return classification_step(_image, _loaded_classifier(bundle))
 
 
 @st.cache_data(max_entries=_MAX_CACHED_STEPS, show_spinner="Explaining the classification…")
@@ -234,14 +272,20 @@ def _classifier_cam(
     method: CamMethod,
     layer: str | None,
     target: int,
+    bundle: str,
 ) -> Step[np.ndarray]:
     return classifier_cam_step(
-        _image, _loaded_classifier(), load_classifier_explainer(), method, layer, target
+        _image,
+        _loaded_classifier(bundle),
+        load_classifier_explainer(bundle),
+        method,
+        layer,
+        target,
     )
 
 
-def _loaded_classifier() -> LesionClassifier:
-    classifier = load_classifier()
+def _loaded_classifier(bundle: str) -> LesionClassifier:
+    classifier = load_classifier(bundle)
     if classifier is None:  # Removed from saved_models/ while the app runs.
         raise ModelError("The classifier is no longer installed; reload the page.")
     return classifier

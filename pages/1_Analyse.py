@@ -27,14 +27,17 @@ from helpers.analysis import (
 )
 from helpers.home import DISCLAIMER
 from helpers.models import (
+    DEFAULT_CLASSIFIER_BUNDLE,
     available_dataset_choices,
     cached_analysis,
+    classifier_caption,
     load_choice_cached,
     load_classifier,
     load_classifier_explainer,
     load_segmenter,
     load_segmenter_explainer,
     load_upload_cached,
+    ultrasound_classifier_bundles,
 )
 from helpers.report import MAX_NOTE_CHARS, REPORT_MIME, case_report_pdf, report_file_name
 
@@ -42,11 +45,26 @@ st.set_page_config(page_title="Analyse · TumorLens", page_icon="🔬", layout="
 st.title("Analyse an ultrasound image")
 st.warning(DISCLAIMER)
 
+classifier_bundles = ultrasound_classifier_bundles()
+classifier_bundle = classifier_bundles[0] if classifier_bundles else DEFAULT_CLASSIFIER_BUNDLE
+if len(classifier_bundles) > 1:
+    with st.sidebar:
+        st.header("Classifier")
+        classifier_bundle = st.selectbox(
+            "Classifier model",
+            classifier_bundles,
+            format_func=lambda name: classifier_caption(name)[0],
+            help="Every installed ultrasound classifier; the Models page has their cards.",
+        )
+        st.caption(classifier_caption(classifier_bundle)[1])
+
 try:
     segmenter = load_segmenter()
     segmenter_explainer = load_segmenter_explainer()
-    classifier = load_classifier()
-    classifier_explainer = load_classifier_explainer() if classifier is not None else None
+    classifier = load_classifier(classifier_bundle)
+    classifier_explainer = (
+        load_classifier_explainer(classifier_bundle) if classifier is not None else None
+    )
 except TumorLensError as error:
     st.error(str(error))
     st.stop()
@@ -147,7 +165,11 @@ settings = AnalysisSettings(
 )
 try:
     result = cached_analysis(
-        image_digest(image), image, settings, with_classifier=classifier is not None
+        image_digest(image),
+        image,
+        settings,
+        with_classifier=classifier is not None,
+        classifier_bundle=classifier_bundle,
     )
 except TumorLensError as error:
     st.error(str(error))

@@ -170,8 +170,8 @@ def tiny_classifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """Pretend a classifier is installed: a tiny random one, through the page's loaders."""
     classifier = LesionClassifier.from_bundle(save_classifier_bundle(tmp_path))
     explainer = CamExplainer(classifier.model)
-    monkeypatch.setattr(helpers.models, "load_classifier", lambda: classifier)
-    monkeypatch.setattr(helpers.models, "load_classifier_explainer", lambda: explainer)
+    monkeypatch.setattr(helpers.models, "load_classifier", lambda *_args: classifier)
+    monkeypatch.setattr(helpers.models, "load_classifier_explainer", lambda *_args: explainer)
     yield classifier
     helpers.models.clear_analysis_caches()  # drop the tiny model's outputs
 
@@ -299,3 +299,20 @@ def test_the_pdf_report_has_the_probabilities_when_a_classifier_is_installed(
     assert page_count(pdf) == 1 and image_count(pdf) == 4
     assert "Predicted:" in text and "calibrated" in text
     assert all(name in text for name in tiny_classifier.class_names)
+
+
+def test_the_classifier_picker_runs_the_chosen_installed_classifier(
+    shipped_classifier: LesionClassifier,
+) -> None:
+    choices = helpers.models.ultrasound_classifier_bundles()
+    if len(choices) < 2:
+        pytest.skip("only one ultrasound classifier is installed")
+    app = _page().run()
+    picker = next(box for box in app.selectbox if box.label == "Classifier model")
+    assert picker.options[0] == helpers.models.classifier_caption(choices[0])[0]
+    picker.set_value(choices[1]).run()
+    assert not app.exception and not app.error
+    assert app.get("plotly_chart")
+    assert any(
+        helpers.models.classifier_caption(choices[1])[1] == caption.value for caption in app.caption
+    )

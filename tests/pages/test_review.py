@@ -187,8 +187,8 @@ def test_an_edit_from_a_stale_page_is_refused(db_url: str) -> None:
 def tiny_classifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LesionClassifier]:
     classifier = LesionClassifier.from_bundle(save_classifier_bundle(tmp_path / "models"))
     explainer = CamExplainer(classifier.model)
-    monkeypatch.setattr(helpers.models, "load_classifier", lambda: classifier)
-    monkeypatch.setattr(helpers.models, "load_classifier_explainer", lambda: explainer)
+    monkeypatch.setattr(helpers.models, "load_classifier", lambda *_args: classifier)
+    monkeypatch.setattr(helpers.models, "load_classifier_explainer", lambda *_args: explainer)
     yield classifier
     helpers.models.clear_analysis_caches()
 
