@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(segment)
     segment.add_argument("--loss", default=None, help="dice_bce | dice | focal_tversky")
     segment.add_argument("--base-filters", type=int, default=None)
+    segment.add_argument(
+        "--normal-oversample",
+        type=int,
+        default=None,
+        help="repeat each training image with an empty mask K times per epoch (default 1)",
+    )
     classify = tasks.add_parser("classify", help="ultrasound lesion classifier")
     _add_common_options(classify)
     classify.add_argument(
@@ -258,6 +264,7 @@ def run_segment(args: argparse.Namespace) -> int:
                 "seed",
                 "loss",
                 "base_filters",
+                "normal_oversample",
                 "backup_every_steps",
             ),
         ),

@@ -35,7 +35,12 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass
 class SegmenterTrainConfig:
-    """Hyper-parameters of one segmenter training run (stored in the model card)."""
+    """Hyper-parameters of one segmenter training run (stored in the model card).
+
+    ``normal_oversample`` repeats every training image with an empty mask (normal
+    tissue) that many times per epoch, to weigh "draw nothing" more against the
+    lesion images; validation data are never repeated.
+    """
 
     arch: str = DEFAULT_SEGMENTATION_ARCH
     image_size: int = 256
@@ -52,6 +57,7 @@ class SegmenterTrainConfig:
     backup_every_steps: int | None = None
     deadline: float | None = None
     min_component_area_fraction: float = 0.002
+    normal_oversample: int = 1
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +106,23 @@ def predict_probability_maps(model: keras.Model, images: np.ndarray) -> np.ndarr
     return predict_in_batches(model, images)[..., 0]
 
 
+def oversample_normals(arrays: TrainingArrays, factor: int) -> TrainingArrays:
+    """``arrays`` with every empty-mask example repeated ``factor`` times in all.
+
+    Raises:
+        ConfigError: ``factor`` is not a positive integer, or the arrays hold no masks.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ConfigError(f"normal_oversample must be a positive integer; received {factor!r}.")
+    if arrays.masks is None:
+        raise ConfigError("Oversampling normal images needs masks; the arrays hold none.")
+    if factor == 1:
+        return arrays
+    empty = np.flatnonzero(~arrays.masks.reshape(len(arrays), -1).any(axis=1))
+    order = np.concatenate([np.arange(len(arrays)), np.repeat(empty, factor - 1)])
+    return arrays.subset(order)
+
+
 def train_segmenter(
     train: TrainingArrays,
     val: TrainingArrays,
@@ -113,6 +136,7 @@ def train_segmenter(
     """
     if train.masks is None or val.masks is None:
         raise ConfigError("Segmenter training needs masks; the arrays hold none.")
+    train = oversample_normals(train, config.normal_oversample)
     set_global_seed(config.seed)
     train_feed, val_feed = make_feeds(
         train.images,
@@ -264,6 +288,7 @@ def train_final_segmenter(
         raise ConfigError("Segmenter training needs masks; the arrays hold none.")
     if threshold is None:
         threshold = _cv_threshold(run_dir.parent / "cv.json")
+    arrays = oversample_normals(arrays, config.normal_oversample)
     set_global_seed(config.seed)
     feed, _ = make_feeds(
         arrays.images,

@@ -7,10 +7,12 @@ import keras
 import pytest
 
 from utils.augment_config import AugmentConfig
+from utils.errors import ConfigError
 from utils.training.arrays import TrainingArrays
 from utils.training.segmentation import (
     SegmenterTrainConfig,
     cross_validate_segmenter,
+    oversample_normals,
     train_final_segmenter,
 )
 
@@ -18,7 +20,9 @@ TINY = {"image_size": 32, "base_filters": 4, "depth": 2, "batch_size": 8, "patie
 
 
 def test_two_fold_cv_then_final_model(tiny_arrays: TrainingArrays, tmp_path: Path) -> None:
-    config = SegmenterTrainConfig(epochs=2, augment=AugmentConfig(elastic_probability=0.0), **TINY)
+    config = SegmenterTrainConfig(
+        epochs=2, normal_oversample=2, augment=AugmentConfig(elastic_probability=0.0), **TINY
+    )
     summary = cross_validate_segmenter(tiny_arrays, config, tmp_path, n_folds=2)
     assert summary["n_folds"] == 2
     for fold in summary["folds"]:
@@ -36,3 +40,32 @@ def test_two_fold_cv_then_final_model(tiny_arrays: TrainingArrays, tmp_path: Pat
     reloaded = keras.saving.load_model(tmp_path / "final" / "model.keras", compile=False)
     assert reloaded.output_shape == (None, 32, 32, 1)
     assert reloaded.dtype_policy.name == "float32"
+
+
+def test_oversampling_repeats_only_the_empty_mask_images(tiny_arrays: TrainingArrays) -> None:
+    empty = ~tiny_arrays.masks.reshape(len(tiny_arrays), -1).any(axis=1)
+    assert oversample_normals(tiny_arrays, 1) is tiny_arrays
+    grown = oversample_normals(tiny_arrays, 3)
+    assert len(grown) == len(tiny_arrays) + 2 * int(empty.sum())
+    grown_empty = ~grown.masks.reshape(len(grown), -1).any(axis=1)
+    assert int(grown_empty.sum()) == 3 * int(empty.sum())
+    assert grown.labels.count("normal") == 3 * tiny_arrays.labels.count("normal")
+    # Lesion images keep their single copy.
+    assert int((~grown_empty).sum()) == int((~empty).sum())
+
+
+@pytest.mark.parametrize("factor", [0, -2, 1.5, True])
+def test_oversampling_factor_must_be_a_positive_integer(
+    tiny_arrays: TrainingArrays, factor: object
+) -> None:
+    with pytest.raises(
+        ConfigError, match=f"normal_oversample must be a positive integer; received {factor!r}"
+    ):
+        oversample_normals(tiny_arrays, factor)  # type: ignore[arg-type]
+
+
+def test_oversampling_needs_masks(tiny_arrays: TrainingArrays) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="needs masks"):
+        oversample_normals(replace(tiny_arrays, masks=None), 2)
