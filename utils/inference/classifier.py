@@ -29,8 +29,10 @@ from utils.inference.bundle import (
     images_for_model,
     to_float_batch,
 )
+from utils.inference.compiled import compile_forward
 from utils.inference.predictor import BundlePredictor
 from utils.models.classification import LOGITS_LAYER, logits_model
+from utils.models.mask_guided import split_mask_guided
 
 __all__ = ["ClassificationResult", "LesionClassifier"]
 
@@ -106,6 +108,14 @@ class LesionClassifier(BundlePredictor):
         super().__init__(model, card, **options)
         self.class_names: tuple[str, ...] = tuple(self.card["class_names"])
         self.temperature = float(self.card.get("temperature", 1.0))
+        # A mask-guided model runs its embedded segmenter once per image; the head alone
+        # then takes the test-time augmentation passes.
+        parts = split_mask_guided(model, to_logits=self._outputs_logits)
+        self._front_end = self._head = None
+        if parts is not None:
+            front_end, head = parts
+            self._front_end = compile_forward(front_end, self.input_shape)
+            self._head = compile_forward(head, tuple(head.input_shape[1:]))
 
     def _network(self, model: keras.Model) -> keras.Model:
         # Temperature scaling needs logits; models without them get log-probabilities.
@@ -163,7 +173,16 @@ class LesionClassifier(BundlePredictor):
         scale = self._temperature(temperature)
         if not with_uncertainty or len(batch) == 0:
             return [self._result(row) for row in self._calibrated(batch, scale)]
-        tta = tta_predict(lambda x: self._calibrated(x, scale), batch, n_augment, seed)
+        if self._head is None:
+            tta_inputs, forward = batch, self._forward
+        else:
+            tta_inputs, forward = self._chunked(self._front_end, batch), self._head
+        tta = tta_predict(
+            lambda x: apply_temperature(self._logits(forward, x), scale),
+            tta_inputs,
+            n_augment,
+            seed,
+        )
         refer = should_refer(tta.mean_probs, tta.normalized_entropy)
         # Pass 0 of the TTA is the unmodified batch: the plain answer, at no extra cost.
         return [
@@ -189,22 +208,26 @@ class LesionClassifier(BundlePredictor):
             raise ConfigError(f"temperature must be a positive number; got {value!r}.")
         return float(value)
 
-    def _scores(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model outputs (logits or probabilities) of a float32 batch, in chunks."""
+    def _chunked(self, forward: Any, batch: np.ndarray) -> np.ndarray:
+        """``forward`` over a float32 batch in chunks of :attr:`batch_size`."""
         chunks = [
-            self._forward(batch[start : start + self.batch_size])
+            np.asarray(forward(batch[start : start + self.batch_size]))
             for start in range(0, len(batch), self.batch_size)
         ]
-        if not chunks:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(chunks)
+
+    def _logits(self, forward: Any, batch: np.ndarray) -> np.ndarray:
+        """Logits (or log-probabilities, without a logits layer) of a non-empty batch."""
+        scores = self._chunked(forward, batch)
+        if not self._outputs_logits:
+            scores = np.log(np.clip(scores, _MIN_PROBABILITY, 1.0))
+        return scores
 
     def _calibrated(self, batch: np.ndarray, temperature: float) -> np.ndarray:
         """Temperature-scaled probabilities of a float32 model-size batch."""
-        scores = self._scores(batch)
-        if not self._outputs_logits:
-            scores = np.log(np.clip(scores, _MIN_PROBABILITY, 1.0))
-        return apply_temperature(scores, temperature)
+        if len(batch) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float64)
+        return apply_temperature(self._logits(self._forward, batch), temperature)
 
     def _result(self, probabilities: np.ndarray, **uncertainty: Any) -> ClassificationResult:
         top = int(np.argmax(probabilities))

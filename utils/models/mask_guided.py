@@ -22,6 +22,7 @@ import numpy as np
 from keras import layers, ops
 
 from utils.errors import ModelError
+from utils.models.classification import LOGITS_LAYER
 
 __all__ = [
     "FRONT_END_OUTPUT",
@@ -29,6 +30,7 @@ __all__ = [
     "build_mask_guided_classifier",
     "build_mask_guided_front_end",
     "lesion_view_pool_size",
+    "split_mask_guided",
 ]
 
 #: Name of the layer whose output is the head's three-channel input.
@@ -190,3 +192,33 @@ def _check_reproduces_head(model: keras.Model, front_end: keras.Model, head: ker
     got = model.predict(batch, verbose=0)
     if not np.allclose(got, expected, atol=1e-4):
         raise _not_a_chain(head)
+
+
+def split_mask_guided(
+    model: keras.Model, *, to_logits: bool = False
+) -> tuple[keras.Model, keras.Model] | None:
+    """The front end and the head of a composed mask-guided model (shared layers).
+
+    Lets a predictor run the costly segmenter once per image and the cheap head many
+    times (test-time augmentation of the head's input).
+
+    Args:
+        model: Any classifier.
+        to_logits: End the head at its ``logits`` layer instead of the probabilities.
+
+    Returns:
+        ``(front_end, head)``, or ``None`` when ``model`` is not mask-guided.
+    """
+    names = [layer.name for layer in model.layers]
+    if FRONT_END_OUTPUT not in names:
+        return None
+    cut = model.get_layer(FRONT_END_OUTPUT)
+    front_end = keras.Model(model.inputs[0], cut.output, name="mask_guided_front_end")
+    head_input = keras.Input(shape=tuple(cut.output.shape[1:]), name="head_input")
+    x = head_input
+    # Every layer after the cut is the head's chain (build_mask_guided_classifier).
+    for layer in model.layers[names.index(FRONT_END_OUTPUT) + 1 :]:
+        x = layer(x)
+        if to_logits and layer.name == LOGITS_LAYER:
+            break
+    return front_end, keras.Model(head_input, x, name="mask_guided_head")

@@ -8,6 +8,7 @@ import pytest
 from keras import layers
 
 from utils.errors import ModelError
+from utils.inference.classifier import LesionClassifier
 from utils.models.classification import build_classifier, logits_model
 from utils.models.mask_guided import (
     FRONT_END_OUTPUT,
@@ -15,6 +16,7 @@ from utils.models.mask_guided import (
     build_mask_guided_classifier,
     build_mask_guided_front_end,
     lesion_view_pool_size,
+    split_mask_guided,
 )
 from utils.models.segmentation import build_segmentation_model
 
@@ -99,3 +101,40 @@ def test_a_branching_head_is_rejected(tiny_segmenter: keras.Model) -> None:
     head = keras.Model(inputs, layers.Dense(3, activation="softmax", name="logits")(x))
     with pytest.raises(ModelError, match="not a chain of layers"):
         build_mask_guided_classifier(tiny_segmenter, head, 0.5)
+
+
+def test_split_gives_front_end_and_head_that_compose_to_the_model(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    model = build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5)
+    front_end, head = split_mask_guided(model)
+    batch = np.random.default_rng(2).uniform(0, 1, (2, 32, 32, 1)).astype(np.float32)
+    stacked = front_end.predict(batch, verbose=0)
+    assert stacked.shape == (2, 16, 16, 3)
+    np.testing.assert_allclose(
+        head.predict(stacked, verbose=0), model.predict(batch, verbose=0), atol=1e-5
+    )
+    _, to_logits = split_mask_guided(model, to_logits=True)
+    assert to_logits.layers[-1].name == "logits"
+    assert split_mask_guided(tiny_head) is None  # a plain classifier
+
+
+def test_classifier_runs_the_segmenter_once_and_augments_the_head_input(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    model = build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5)
+    card = {
+        "task": "classification",
+        "architecture": "mask_guided_compact_cnn",
+        "input_shape": [32, 32, 1],
+        "class_names": ["normal", "benign", "malignant"],
+        "temperature": 1.3,
+    }
+    classifier = LesionClassifier(model, card)
+    images = [np.random.default_rng(seed).integers(0, 255, (40, 50), np.uint8) for seed in (3, 4)]
+    plain = classifier.predict_probabilities(images)
+    results = classifier.predict(images, with_uncertainty=True, n_augment=4)
+    # Pass 0 is the unmodified image: the same answer as without uncertainty.
+    for result, row in zip(results, plain, strict=True):
+        np.testing.assert_allclose(list(result.probabilities.values()), row, atol=1e-5)
+        assert 0.0 <= result.uncertainty <= 1.0 and result.refer is not None
