@@ -402,14 +402,12 @@ def run_ship_classifier(args: argparse.Namespace) -> int:
     from utils.paths import SAVED_MODELS_DIR
     from utils.training.classification import ClassifierTrainConfig
     from utils.training.classifier_card import ship_classifier
+    from utils.training.common import config_from_saved
 
     cv_path = args.out / "cv.json"
     if not cv_path.exists():
         raise ConfigError(f"{cv_path} is missing: --out must be a finished classify run.")
-    saved = json.loads(cv_path.read_text())["config"]
-    known = set(ClassifierTrainConfig.__dataclass_fields__) - {"augment", "deadline"}
-    fields = {name: value for name, value in saved.items() if name in known}
-    config = ClassifierTrainConfig(**fields)
+    config = config_from_saved(ClassifierTrainConfig, json.loads(cv_path.read_text())["config"])
     guided = args.mask_guided_from is not None
     # A mask-guided run stacks its channels itself, from grey-scale images.
     channels = 1 if guided else config.channels

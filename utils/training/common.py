@@ -8,8 +8,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
@@ -19,7 +20,19 @@ from utils.errors import ConfigError
 from utils.splits import grouped_stratified_kfold
 from utils.training.arrays import TrainingArrays
 
+T = TypeVar("T")
+
 LOGGER = logging.getLogger(__name__)
+
+
+def config_from_saved(config_class: type[T], saved: dict[str, Any]) -> T:
+    """Rebuild a training configuration from the ``config`` dict of a run's ``cv.json``.
+
+    Nested or per-run fields (``augment``, ``deadline``) and unknown keys are left at
+    their defaults, so older runs still load.
+    """
+    known = {field.name for field in fields(config_class)} - {"augment", "deadline"}
+    return config_class(**{key: value for key, value in saved.items() if key in known})
 
 
 def set_global_seed(seed: int) -> None:

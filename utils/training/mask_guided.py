@@ -30,9 +30,9 @@ import numpy as np
 
 from utils.errors import ConfigError
 from utils.models.mask_guided import (
-    LESION_VIEW_MARGIN,
     build_mask_guided_classifier,
     build_mask_guided_front_end,
+    lesion_view_pool_size,
 )
 from utils.training.arrays import TrainingArrays
 from utils.training.classification import (
@@ -46,6 +46,7 @@ from utils.training.classification import (
 )
 from utils.training.classifier_card import ship_classifier
 from utils.training.common import (
+    config_from_saved,
     fold_finished,
     grouped_cv_folds,
     predict_in_batches,
@@ -87,7 +88,7 @@ def mask_guided_images(
             f"probability_maps must be {images.shape[:3]} to match the images; received "
             f"{probability_maps.shape}."
         )
-    side = max(3, round(LESION_VIEW_MARGIN * images.shape[1]) | 1)
+    side = lesion_view_pool_size(images.shape[1])
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     gray = images[..., 0]
     probability = np.clip(probability_maps, 0.0, 1.0)
@@ -104,9 +105,7 @@ def _segmenter_config(segmenter_cv_dir: Path) -> SegmenterTrainConfig:
     cv_path = segmenter_cv_dir / "cv.json"
     if not cv_path.is_file():
         raise ConfigError(f"{cv_path} is missing: pass a finished `train segment --folds` run.")
-    saved = json.loads(cv_path.read_text())["config"]
-    known = set(SegmenterTrainConfig.__dataclass_fields__) - {"augment", "deadline"}
-    return SegmenterTrainConfig(**{key: value for key, value in saved.items() if key in known})
+    return config_from_saved(SegmenterTrainConfig, json.loads(cv_path.read_text())["config"])
 
 
 def fold_probability_maps(
@@ -284,12 +283,11 @@ def ship_mask_guided(
         segmenter_cv_dir: The segmenter CV run the CV used.
         **options: ``name``, ``models_dir`` and card fields of :func:`ship_classifier`.
     """
-    folds = grouped_cv_folds(
-        arrays, json.loads((run_dir / "cv.json").read_text())["n_folds"], config.seed
-    )
 
     def fold_inputs(fold: int, val_idx: np.ndarray) -> np.ndarray:
-        maps, threshold = fold_probability_maps(arrays, segmenter_cv_dir, fold, len(folds[fold][1]))
-        return mask_guided_images(arrays.images[val_idx], maps[val_idx], threshold)
+        # Only the held-out images need maps; the fold's own count checks the folds match.
+        held_out = arrays.subset(val_idx)
+        maps, threshold = fold_probability_maps(held_out, segmenter_cv_dir, fold, len(val_idx))
+        return mask_guided_images(held_out.images, maps, threshold)
 
     return ship_classifier(run_dir, arrays, head_config(config), fold_inputs=fold_inputs, **options)

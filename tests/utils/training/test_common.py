@@ -22,3 +22,13 @@ def test_cv_card_section_keeps_summary_and_fold_headlines() -> None:
 def test_cv_card_section_without_folds_raises() -> None:
     with pytest.raises(ConfigError, match="holds no finished folds"):
         cv_card_section({"folds": [], "summary": {}}, "empty")
+
+
+def test_config_from_saved_keeps_known_fields_and_drops_the_rest() -> None:
+    from utils.training.common import config_from_saved
+    from utils.training.segmentation import SegmenterTrainConfig
+
+    saved = {"image_size": 96, "epochs": 8, "augment": {"enabled": False}, "removed_option": 1}
+    config = config_from_saved(SegmenterTrainConfig, saved)
+    assert (config.image_size, config.epochs) == (96, 8)
+    assert config.augment.enabled  # nested settings stay at their defaults

@@ -180,3 +180,16 @@ def test_final_model_needs_images_at_the_segmenter_size(tmp_path: Path) -> None:
         train_final_mask_guided(
             arrays, segmenter, 0.5, ClassifierTrainConfig(**CLS_TINY), tmp_path / "final"
         )
+
+
+def test_shipping_a_run_without_cv_and_final_model_is_rejected(
+    tiny_arrays: TrainingArrays, segmenter_run: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"cv.json is missing: run the CV and --final first"):
+        ship_mask_guided(
+            tmp_path / "empty_run",
+            tiny_arrays,
+            ClassifierTrainConfig(**CLS_TINY),
+            segmenter_run,
+            models_dir=tmp_path / "models",
+        )
