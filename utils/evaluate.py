@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     nuclei.add_argument("--json", type=Path, required=True, help="report file to write")
     nuclei.add_argument("--model", default="nuclei_segmenter", help="bundle name or .keras path")
     nuclei.add_argument("--batch-size", type=int, default=8)
+    nuclei.add_argument(
+        "--mask-instances", choices=("components", "split"), default="components",
+        help="ground-truth instances of tiles without XML: mask components (touching nuclei "
+        "merged) or components split at distance-transform necks",
+    )  # fmt: skip
     return parser
 
 
@@ -411,7 +416,9 @@ def run_nuclei(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate a nuclei bundle on a MoNuSeg-layout folder: per-image and mean Dice and AJI."""
     from utils.evaluation.nuclei import evaluate_nuclei_folder
 
-    return evaluate_nuclei_folder(args.data, args.model, batch_size=args.batch_size)
+    return evaluate_nuclei_folder(
+        args.data, args.model, batch_size=args.batch_size, mask_instances=args.mask_instances
+    )
 
 
 # ----------------------------------------------------------------------------- helpers

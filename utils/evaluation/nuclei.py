@@ -155,21 +155,28 @@ def nuclei_report(
 
 
 def evaluate_nuclei_folder(
-    data: Path, model: str | Path = "nuclei_segmenter", *, batch_size: int = 8
+    data: Path,
+    model: str | Path = "nuclei_segmenter",
+    *,
+    batch_size: int = 8,
+    mask_instances: str = "components",
 ) -> dict[str, Any]:
     """Segment every tile of a MoNuSeg-layout folder and score Dice and AJI.
 
     Ground-truth instances come from the Aperio XML polygons when a tile has them, else
-    from connected components of its binary mask (see :mod:`utils.histo.data`); each
-    row says which, and the report gives the means for each kind too.
+    from its binary mask (see :mod:`utils.histo.data`): connected components, or with
+    ``mask_instances="split"`` components split where touching nuclei meet. Each row
+    says which, and the report gives the means for each kind too.
 
     Raises:
         DatasetError: Not a MoNuSeg-layout folder, or no tile has ground truth.
         ModelError: The bundle is missing or invalid.
+        ConfigError: ``mask_instances`` is not "components" or "split".
     """
-    from utils.histo.data import load_instances
+    from utils.histo.data import check_mask_instances, load_instances
     from utils.histo.nuclei import NucleiSegmenter
 
+    check_mask_instances(mask_instances)
     records = [
         record
         for record in read_monuseg(data)
@@ -184,7 +191,7 @@ def evaluate_nuclei_folder(
     truths, predictions, kinds, sources = [], [], [], []
     for record in records:
         image = load_image(record.image_path).pixels
-        truth, kind = load_instances(record, image.shape[:2])
+        truth, kind = load_instances(record, image.shape[:2], mask_instances)
         truths.append(truth)
         kinds.append(kind)
         predictions.append(segmenter.segment(image).instances)
@@ -212,7 +219,9 @@ def evaluate_nuclei_folder(
         "ground_truth_note": (
             "AJI needs ground-truth instances: Aperio XML polygons where present "
             "('xml_polygons'), else 4-connected components of the binary mask "
-            "('mask_connected_components', touching nuclei merged)."
+            "('mask_connected_components', touching nuclei merged) or, with "
+            "--mask-instances split, those components split at distance-transform necks "
+            "('mask_split_watershed')."
         ),
         "by_ground_truth": by_kind,
         **report,

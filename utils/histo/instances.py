@@ -19,13 +19,26 @@ from typing import Any, Self
 import numpy as np
 from scipy import ndimage
 from skimage.measure import label as connected_components
-from skimage.morphology import remove_small_objects
+from skimage.morphology import h_maxima, remove_small_objects
 from skimage.segmentation import relabel_sequential, watershed
 
 from utils.errors import ConfigError, ImageDimensionError
 from utils.histo._checks import check_labels
 
-__all__ = ["WatershedConfig", "distance_target", "instances_from_mask", "separate_instances"]
+__all__ = [
+    "WatershedConfig",
+    "distance_target",
+    "instances_from_mask",
+    "separate_instances",
+    "split_touching_nuclei",
+]
+
+#: h-maxima depth (pixels of smoothed distance) and smoothing of :func:`split_touching_nuclei`.
+#: Chosen on the 4 MoNuSeg training tiles that have both a binary mask and XML polygons:
+#: AJI of the split mask against the polygons 0.90 (a plateau for h 0.5-1 at sigma 1;
+#: 0.88 at h 2, 0.86 at h 2.5), against 0.75 for plain connected components.
+SPLIT_H = 1.0
+SPLIT_SIGMA = 1.0
 
 
 def instances_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -38,6 +51,45 @@ def instances_from_mask(mask: np.ndarray) -> np.ndarray:
     if array.ndim != 2 or 0 in array.shape:
         raise ImageDimensionError(f"The mask must be a non-empty (H, W) array; got {array.shape}.")
     return connected_components(array > 0, connectivity=1).astype(np.int32)
+
+
+def split_touching_nuclei(
+    mask: np.ndarray, h: float = SPLIT_H, sigma: float = SPLIT_SIGMA
+) -> np.ndarray:
+    """Pseudo-instances of a binary nuclei mask: touching nuclei split by shape.
+
+    A binary mask merges nuclei that touch into one component. This splits each component
+    at the necks of its distance transform: one marker per h-maximum of the (Gaussian
+    smoothed) Euclidean distance to the background, flooded by watershed inside the mask.
+    It is the classic shape-based split, used to give the distance head training targets
+    in which touching nuclei are separate, as they are in the polygon annotations.
+
+    Args:
+        mask: (H, W) binary mask (non-zero = nucleus).
+        h: Minimum depth of a distance maximum to seed its own nucleus, in pixels.
+        sigma: Gaussian smoothing of the distance map, in pixels (0: none).
+
+    Returns:
+        int32 (H, W) label map, 0 = background; every mask pixel is labelled.
+
+    Raises:
+        ImageDimensionError: ``mask`` is not a non-empty 2-D array.
+        ConfigError: ``h`` is not positive or ``sigma`` is negative.
+    """
+    if not h > 0 or not sigma >= 0:
+        raise ConfigError(
+            f"h must be positive and sigma non-negative; got h={h!r}, sigma={sigma!r}."
+        )
+    foreground = instances_from_mask(mask) > 0
+    distance = ndimage.distance_transform_edt(foreground)
+    if sigma:
+        distance = ndimage.gaussian_filter(distance, sigma)
+    markers = connected_components(h_maxima(distance, h) & foreground, connectivity=2)
+    labels = watershed(-distance, markers, mask=foreground)
+    # Components too thin to hold an h-maximum keep their own label.
+    orphans = connected_components(foreground & (labels == 0), connectivity=1)
+    labels = np.where(orphans > 0, orphans + labels.max(), labels)
+    return relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
 
 
 def distance_target(instances: np.ndarray, scale: float) -> np.ndarray:

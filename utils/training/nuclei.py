@@ -57,6 +57,8 @@ class NucleiTrainConfig:
     stain_augment: bool = True
     seed: int = 0
     backup_every_steps: int | None = None
+    #: Instances of mask-only tiles (targets and CV ground truth): "components" or "split".
+    mask_instances: str = "components"
     deadline: float | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -40,6 +40,11 @@ def add_nuclei_parser(tasks: Any) -> argparse.ArgumentParser:
         "--stain-augment", action=argparse.BooleanOptionalAction, default=None,
         help="HED stain augmentation (default: on)",
     )  # fmt: skip
+    parser.add_argument(
+        "--mask-instances", choices=("components", "split"), default=None,
+        help="instances of tiles without XML: mask components (default) or components split "
+        "at distance-transform necks, so touching nuclei are separate training targets",
+    )  # fmt: skip
     parser.add_argument("--folds", type=int, default=0, help="grouped k-fold CV (0: none)")
     parser.add_argument("--only-fold", type=int, action="append", help="run just these folds")
     parser.add_argument("--final", action="store_true", help="train the final model on all tiles")
@@ -65,12 +70,12 @@ def run_nuclei(args: argparse.Namespace) -> int:
 
     names = (
         "arch", "base_filters", "depth", "crop_size", "batch_size", "steps_per_epoch", "epochs",
-        "learning_rate", "backup_every_steps", "stain_augment", "seed",
+        "learning_rate", "backup_every_steps", "stain_augment", "seed", "mask_instances",
     )  # fmt: skip
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     deadline = None if args.deadline_minutes is None else time.time() + 60 * args.deadline_minutes
     config = NucleiTrainConfig(**overrides, deadline=deadline)
-    tiles = load_nuclei_tiles(args.data)
+    tiles = load_nuclei_tiles(args.data, config.mask_instances)
     LOGGER.info("%d tiles, %d patients", len(tiles), len(set(tiles.groups)))
     summary = None
     if args.final:

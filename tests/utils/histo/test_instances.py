@@ -13,6 +13,7 @@ from utils.histo.instances import (
     distance_target,
     instances_from_mask,
     separate_instances,
+    split_touching_nuclei,
 )
 
 
@@ -79,3 +80,30 @@ def test_bad_maps_raise() -> None:
         instances_from_mask(np.zeros((4, 4, 3)))
     with pytest.raises(ConfigError, match="scale"):
         distance_target(np.zeros((4, 4), int), scale=0)
+
+
+def test_split_touching_nuclei_separates_discs_merged_in_a_binary_mask() -> None:
+    labels = _two_touching_discs()
+    assert instances_from_mask(labels > 0).max() == 1  # the mask merges them
+    split = split_touching_nuclei(labels > 0)
+    assert split.dtype == np.int32 and split.max() == 2
+    assert aggregated_jaccard_index(labels, split) > 0.9
+    assert ((split > 0) == (labels > 0)).all()  # every mask pixel stays labelled
+
+
+def test_split_touching_nuclei_keeps_round_and_tiny_nuclei_whole() -> None:
+    mask = np.zeros((64, 64), bool)
+    mask[disk((20, 20), 9, shape=mask.shape)] = True
+    mask[50, 50] = True  # one pixel: no h-maximum deep enough, kept as its own nucleus
+    split = split_touching_nuclei(mask)
+    assert split.max() == 2
+    assert len(np.unique(split[disk((20, 20), 9, shape=mask.shape)])) == 1
+
+
+def test_split_touching_nuclei_rejects_bad_options() -> None:
+    with pytest.raises(ConfigError, match="h must be positive"):
+        split_touching_nuclei(np.ones((8, 8), bool), h=0)
+    with pytest.raises(ConfigError, match="sigma=-1"):
+        split_touching_nuclei(np.ones((8, 8), bool), sigma=-1)
+    with pytest.raises(ImageDimensionError, match=r"\(H, W\)"):
+        split_touching_nuclei(np.ones((8, 8, 3), bool))

@@ -99,10 +99,21 @@ def test_train_cli_nuclei_end_to_end(tmp_path: Path) -> None:
     data = write_monuseg_folder(tmp_path / "data", count=4)
     argv = ["nuclei", "--data", str(data), "--out", str(tmp_path / "run"), "--folds", "2",
             "--final", "--base-filters", "2", "--depth", "1", "--crop-size", "32",
-            "--batch-size", "2", "--steps-per-epoch", "1", "--epochs", "1"]  # fmt: skip
+            "--batch-size", "2", "--steps-per-epoch", "1", "--epochs", "1",
+            "--mask-instances", "split"]  # fmt: skip
     assert train_main(argv) == 0
     assert (tmp_path / "run" / "cv.json").exists()
+    cv = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert cv["config"]["mask_instances"] == "split"
     assert (tmp_path / "run" / "final" / "model.keras").exists()
+
+
+def test_train_cli_rejects_unknown_mask_instances(tmp_path: Path, capsys) -> None:
+    argv = ["nuclei", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+            "--mask-instances", "polygons"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        train_main(argv)
+    assert "invalid choice: 'polygons'" in capsys.readouterr().err
 
 
 def test_train_cli_ship_without_final_model_fails(tmp_path: Path) -> None:
