@@ -75,9 +75,10 @@ class ModelServices:
             return slot
         try:
             predictor = predictor_class.from_bundle(bundle, models_dir=self.settings.models_dir)
-            explainer = CamExplainer(predictor.model)
+            explainer = CamExplainer(predictor.cam_model)
             # Build and trace the default CAM graph now, not in the first request.
-            explainer.explain(np.zeros(predictor.input_shape, np.float32), warm_target)
+            cam_shape = tuple(predictor.cam_model.input_shape[1:])
+            explainer.explain(np.zeros(cam_shape, np.float32), warm_target)
         except ModelError as error:
             slot.problem = f"The {role} bundle {bundle!r} cannot be loaded: {error}"
             logger.error("%s", slot.problem)

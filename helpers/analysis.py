@@ -42,6 +42,7 @@ from utils.analysis import (
     inference_count,
     model_disagreement,
     reference_dice,
+    reusable_segmenter_map,
     segment_step,
     segmenter_cam_step,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "probability_figure",
     "reference_dice",
     "resolve_pixel_spacing",
+    "reusable_segmenter_map",
     "segment_step",
     "segmenter_cam_step",
     "timing_rows",

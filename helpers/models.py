@@ -31,6 +31,7 @@ from helpers.analysis import (
     dataset_choices,
     load_choice,
     load_upload,
+    reusable_segmenter_map,
     segment_step,
     segmenter_cam_step,
 )
@@ -147,7 +148,7 @@ def load_segmenter_explainer(bundle: str = DEFAULT_SEGMENTER_BUNDLE) -> CamExpla
 @st.cache_resource(show_spinner=False)
 def load_classifier_explainer(bundle: str = DEFAULT_CLASSIFIER_BUNDLE) -> CamExplainer:
     """The classifier's CAM explainer (call only when :func:`load_classifier` is not None)."""
-    return CamExplainer(_load_classifier_bundle(bundle).model)
+    return CamExplainer(_load_classifier_bundle(bundle).cam_model)
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the image…")
@@ -210,13 +211,18 @@ def cached_analysis(
     if classifier is None:
         return assemble_result(image, segmentation, segmenter_cam)
     classifier_key = _model_key(classifier)
+    # The map never changes a cached answer (it is used only when it equals the one the
+    # classifier would compute), so it stays out of the cache keys.
+    shared_map = reusable_segmenter_map(classifier, load_segmenter(), segmentation.value)
     return add_classification(
         image,
         segmentation,
         segmenter_cam,
         classifier,
         settings,
-        classify=lambda: _classification(classifier_key, image_digest, image, classifier_bundle),
+        classify=lambda: _classification(
+            classifier_key, image_digest, image, classifier_bundle, shared_map
+        ),
         explain_class=lambda target: _classifier_cam(
             classifier_key,
             image_digest,
@@ -225,6 +231,7 @@ def cached_analysis(
             settings.classifier_layer,
             target,
             classifier_bundle,
+            shared_map,
         ),
     )
 
@@ -259,9 +266,13 @@ def _segmenter_cam(
 
 @st.cache_data(max_entries=_MAX_CACHED_STEPS, show_spinner="Classifying…")
 def _classification(
-    model_key: str, image_digest: str, _image: LoadedImage, bundle: str
+    model_key: str,
+    image_digest: str,
+    _image: LoadedImage,
+    bundle: str,
+    _segmenter_map: np.ndarray | None = None,
 ) -> Step[ClassificationResult]:
-    return classification_step(_image, _loaded_classifier(bundle))
+    return classification_step(_image, _loaded_classifier(bundle), _segmenter_map)
 
 
 @st.cache_data(max_entries=_MAX_CACHED_STEPS, show_spinner="Explaining the classification…")
@@ -273,6 +284,7 @@ def _classifier_cam(
     layer: str | None,
     target: int,
     bundle: str,
+    _segmenter_map: np.ndarray | None = None,
 ) -> Step[np.ndarray]:
     return classifier_cam_step(
         _image,
@@ -281,6 +293,7 @@ def _classifier_cam(
         method,
         layer,
         target,
+        _segmenter_map,
     )
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "inference_count",
     "model_disagreement",
     "reference_dice",
+    "reusable_segmenter_map",
     "segment_step",
     "segmenter_cam_step",
 ]
@@ -169,11 +170,35 @@ def segmenter_cam_step(
     )
 
 
+def reusable_segmenter_map(
+    classifier: LesionClassifier, segmenter: LesionSegmenter, segmentation: SegmentationResult
+) -> np.ndarray | None:
+    """The segmentation's model-size map, when the classifier may use it as its own.
+
+    A mask-guided classifier embeds a segmenter; when that is exactly ``segmenter``
+    (same weights, same input size), the map already computed replaces a second
+    segmenter pass and the answers are unchanged. ``None`` otherwise.
+    """
+    if segmentation.model_probabilities is None or not classifier.can_reuse(
+        segmenter.weights_fingerprint, segmenter.input_shape
+    ):
+        return None
+    return segmentation.model_probabilities
+
+
 def classification_step(
-    image: LoadedImage, classifier: LesionClassifier
+    image: LoadedImage,
+    classifier: LesionClassifier,
+    segmenter_map: np.ndarray | None = None,
 ) -> Step[ClassificationResult]:
-    """Calibrated class probabilities, with test-time-augmentation uncertainty."""
-    return _timed(lambda: classifier.predict([image], with_uncertainty=True)[0])
+    """Calibrated class probabilities, with test-time-augmentation uncertainty.
+
+    ``segmenter_map``: see :func:`reusable_segmenter_map`.
+    """
+    maps = None if segmenter_map is None else [segmenter_map]
+    return _timed(
+        lambda: classifier.predict([image], with_uncertainty=True, segmenter_probabilities=maps)[0]
+    )
 
 
 def cam_target(
@@ -204,14 +229,21 @@ def classifier_cam_step(
     method: CamMethod,
     layer: str | None,
     target: int,
+    segmenter_map: np.ndarray | None = None,
 ) -> Step[np.ndarray]:
-    """CAM of one class's logit, at the classifier's input size.
+    """CAM of one class's logit, at the input size of the explained model.
+
+    ``explainer`` explains :attr:`LesionClassifier.cam_model` (a mask-guided model's
+    head, whose input is made here, reusing ``segmenter_map`` when given).
 
     Raises:
         ConfigError: Unknown CAM method or layer, or a bad class index.
     """
-    model_input = _model_input(image, classifier.input_shape)
-    return _timed(lambda: explainer.explain(model_input, target, layer_name=layer, method=method))
+    return _timed(
+        lambda: explainer.explain(
+            classifier.cam_input(image, segmenter_map), target, layer_name=layer, method=method
+        )
+    )
 
 
 def assemble_result(
@@ -308,20 +340,22 @@ def analyse_ultrasound(
     )
     if classifier is None:
         return assemble_result(image, segmentation, segmenter_cam)
+    shared_map = reusable_segmenter_map(classifier, segmenter, segmentation.value)
     return add_classification(
         image,
         segmentation,
         segmenter_cam,
         classifier,
         settings,
-        classify=lambda: classification_step(image, classifier),
+        classify=lambda: classification_step(image, classifier, shared_map),
         explain_class=lambda target: classifier_cam_step(
             image,
             classifier,
-            classifier_explainer or explainer_for(classifier.model),
+            classifier_explainer or explainer_for(classifier.cam_model),
             settings.cam_method,
             settings.classifier_layer,
             target,
+            shared_map,
         ),
     )
 

@@ -75,8 +75,8 @@ def wsi_scorer(models_dir: Path, bundle: str) -> Any:
 
 def explainer(predictor: LesionSegmenter | LesionClassifier) -> CamExplainer:
     """This process's CAM explainer of a cached predictor's model."""
-    key = ("explainer", str(id(predictor.model)), "")
-    return _cached(key, lambda: CamExplainer(predictor.model), count=False)
+    key = ("explainer", str(id(predictor.cam_model)), "")
+    return _cached(key, lambda: CamExplainer(predictor.cam_model), count=False)
 
 
 def load_count() -> int:

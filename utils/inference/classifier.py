@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import keras
@@ -30,9 +31,14 @@ from utils.inference.bundle import (
     to_float_batch,
 )
 from utils.inference.compiled import compile_forward
-from utils.inference.predictor import BundlePredictor
+from utils.inference.predictor import BundlePredictor, weights_fingerprint
 from utils.models.classification import LOGITS_LAYER, logits_model
-from utils.models.mask_guided import split_mask_guided
+from utils.models.mask_guided import (
+    SEGMENTER_LAYER,
+    build_mask_guided_mixer,
+    mask_guided_head_copy,
+    split_mask_guided,
+)
 
 __all__ = ["ClassificationResult", "LesionClassifier"]
 
@@ -111,11 +117,99 @@ class LesionClassifier(BundlePredictor):
         # A mask-guided model runs its embedded segmenter once per image; the head alone
         # then takes the test-time augmentation passes.
         parts = split_mask_guided(model, to_logits=self._outputs_logits)
-        self._front_end = self._head = None
+        self._front_end = self._head = self._mixer = None
+        #: Weights fingerprint of the embedded segmenter (mask-guided models only).
+        self.segmenter_fingerprint: str | None = None
         if parts is not None:
             front_end, head = parts
             self._front_end = compile_forward(front_end, self.input_shape)
             self._head = compile_forward(head, tuple(head.input_shape[1:]))
+            height, width = self.input_shape[:2]
+            self._mixer = compile_forward(build_mask_guided_mixer(model), (height, width, 2))
+            self.segmenter_fingerprint = weights_fingerprint(model.get_layer(SEGMENTER_LAYER))
+
+    @cached_property
+    def cam_model(self) -> keras.Model:  # type: ignore[override]
+        """The model a CAM explains: the whole model, or a mask-guided model's head.
+
+        A mask-guided model's CAM layers are all in its head, so explaining the head on
+        its input (:meth:`cam_input`) gives the same Grad-CAM without back-propagating
+        through the embedded segmenter.
+        """
+        head = mask_guided_head_copy(self.model)
+        return self.model if head is None else head
+
+    def cam_input(
+        self, image: ImageLike, segmenter_probabilities: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One image as the float (H, W, C) input of :attr:`cam_model`.
+
+        Args:
+            image: The image.
+            segmenter_probabilities: Mask-guided models: the embedded segmenter's map of
+                the image, to reuse (see :meth:`head_inputs`).
+
+        Raises:
+            ConfigError: Maps given to a model that is not mask-guided, or of a wrong size.
+        """
+        if self.is_mask_guided:
+            maps = None if segmenter_probabilities is None else [segmenter_probabilities]
+            return self.head_inputs([image], maps)[0]
+        if segmenter_probabilities is not None:
+            self.head_inputs([image], [segmenter_probabilities])  # raises: not mask-guided
+        return self._model_batch([image])[0]
+
+    @property
+    def is_mask_guided(self) -> bool:
+        """Whether the model embeds a lesion segmenter (see :mod:`utils.models.mask_guided`)."""
+        return self._head is not None
+
+    def can_reuse(self, segmenter_fingerprint: str, segmenter_input_shape: tuple) -> bool:
+        """Whether a segmenter's model-size maps can stand in for the embedded segmenter's.
+
+        True only for a mask-guided model whose embedded segmenter has exactly these
+        weights and this input size, so reusing the maps changes nothing but the time.
+        """
+        return (
+            self.segmenter_fingerprint is not None
+            and segmenter_fingerprint == self.segmenter_fingerprint
+            and tuple(segmenter_input_shape[:2]) == tuple(self.input_shape[:2])
+        )
+
+    def head_inputs(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        segmenter_probabilities: Sequence[np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """The head's (N, s, s, 3) input of a mask-guided model.
+
+        Args:
+            images: One image or several.
+            segmenter_probabilities: The embedded segmenter's (H, W) probability map of
+                each image at the model's input size (see :meth:`can_reuse`), to skip
+                running it again; ``None`` runs it.
+
+        Raises:
+            ConfigError: The model is not mask-guided, or the maps do not match the
+                images in number or the model's input size.
+        """
+        if not self.is_mask_guided:
+            raise ConfigError(
+                f"{self.card.get('name', 'This classifier')} is not mask-guided: it has no "
+                "segmenter whose maps it could reuse."
+            )
+        batch = self._model_batch(images)
+        if segmenter_probabilities is None:
+            return self._chunked(self._front_end, batch)
+        maps = [np.asarray(m, dtype=np.float32) for m in segmenter_probabilities]
+        expected = tuple(self.input_shape[:2])
+        if len(maps) != len(batch) or any(m.shape != expected for m in maps):
+            raise ConfigError(
+                f"segmenter_probabilities must be one {expected} map per image: got "
+                f"{[m.shape for m in maps]} for {len(batch)} image(s)."
+            )
+        pairs = np.concatenate([batch[..., :1], np.stack(maps)[..., None]], axis=-1)
+        return self._chunked(self._mixer, pairs)
 
     def _network(self, model: keras.Model) -> keras.Model:
         # Temperature scaling needs logits; models without them get log-probabilities.
@@ -149,6 +243,7 @@ class LesionClassifier(BundlePredictor):
         n_augment: int = DEFAULT_N_AUGMENT,
         seed: int = 0,
         temperature: float | None = None,
+        segmenter_probabilities: Sequence[np.ndarray] | None = None,
     ) -> list[ClassificationResult]:
         """Classify images of any size.
 
@@ -160,23 +255,32 @@ class LesionClassifier(BundlePredictor):
             n_augment: TTA passes, the unmodified one included.
             seed: Seed of the TTA transforms (reproducible answers).
             temperature: Overrides the card's temperature.
+            segmenter_probabilities: Mask-guided models only: the embedded segmenter's
+                maps of the images, already computed (see :meth:`head_inputs`).
 
         Returns:
             One result per image, in order.
 
         Raises:
-            ConfigError: Bad ``n_augment`` or ``temperature``.
+            ConfigError: Bad ``n_augment``, ``temperature`` or ``segmenter_probabilities``.
             ImageDimensionError: An image has an unusable shape.
             InvalidImageError: An array is not uint8.
         """
-        batch = self._model_batch(images)
         scale = self._temperature(temperature)
-        if not with_uncertainty or len(batch) == 0:
-            return [self._result(row) for row in self._calibrated(batch, scale)]
-        if self._head is None:
-            tta_inputs, forward = batch, self._forward
+        if segmenter_probabilities is not None:
+            tta_inputs, forward = self.head_inputs(images, segmenter_probabilities), self._head
+        elif self._head is None or not with_uncertainty:
+            tta_inputs, forward = self._model_batch(images), self._forward
         else:
-            tta_inputs, forward = self._chunked(self._front_end, batch), self._head
+            tta_inputs, forward = (
+                self._chunked(self._front_end, self._model_batch(images)),
+                self._head,
+            )
+        if len(tta_inputs) == 0:
+            return []
+        if not with_uncertainty:
+            logits = self._logits(forward, tta_inputs)
+            return [self._result(row) for row in apply_temperature(logits, scale)]
         tta = tta_predict(
             lambda x: apply_temperature(self._logits(forward, x), scale),
             tta_inputs,

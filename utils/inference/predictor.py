@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -12,6 +14,16 @@ from utils.errors import ConfigError
 from utils.inference.bundle import card_input_shape, load_bundle, validate_card
 from utils.inference.compiled import compile_forward
 from utils.paths import SAVED_MODELS_DIR
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """A short SHA-256 of a model's weights (shapes and values), to tell two models apart."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        array = np.ascontiguousarray(weights, dtype=np.float32)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 class BundlePredictor:
@@ -59,6 +71,16 @@ class BundlePredictor:
     def _network(self, model: keras.Model) -> keras.Model:
         """The model whose forward pass is compiled (the model itself by default)."""
         return model
+
+    @property
+    def cam_model(self) -> keras.Model:
+        """The model a CAM explains (the model itself unless a subclass says otherwise)."""
+        return self.model
+
+    @cached_property
+    def weights_fingerprint(self) -> str:
+        """:func:`weights_fingerprint` of the model (computed once)."""
+        return weights_fingerprint(self.model)
 
     @classmethod
     def from_bundle(

@@ -49,12 +49,16 @@ class SegmentationResult:
         measurements: Measurements of the largest lesion, ``None`` when the mask is
             empty or measuring was switched off.
         threshold: The probability threshold used for ``mask``.
+        model_probabilities: (h, w) float32 probabilities at the model's input size, as
+            the network output them (a mask-guided classifier with the same segmenter
+            inside reuses them instead of segmenting again); ``None`` when not kept.
     """
 
     probabilities: np.ndarray
     mask: np.ndarray
     measurements: LesionMeasurements | None
     threshold: float
+    model_probabilities: np.ndarray | None = None
 
 
 def postprocess_config_from_card(card: dict[str, Any]) -> PostprocessConfig:
@@ -241,4 +245,6 @@ class LesionSegmenter(BundlePredictor):
         full_size = np.clip(full_size, 0.0, 1.0).astype(np.float32, copy=False)
         mask = postprocess_mask(full_size, config)
         measurements = measure_lesion_or_none(mask, gray, spacing) if measure else None
-        return SegmentationResult(full_size, mask, measurements, config.threshold)
+        return SegmentationResult(
+            full_size, mask, measurements, config.threshold, model_probabilities=probabilities
+        )

@@ -26,10 +26,13 @@ from utils.models.classification import LOGITS_LAYER
 
 __all__ = [
     "FRONT_END_OUTPUT",
+    "SEGMENTER_LAYER",
     "LesionView",
     "build_mask_guided_classifier",
     "build_mask_guided_front_end",
+    "build_mask_guided_mixer",
     "lesion_view_pool_size",
+    "mask_guided_head_copy",
     "split_mask_guided",
 ]
 
@@ -222,3 +225,59 @@ def split_mask_guided(
         if to_logits and layer.name == LOGITS_LAYER:
             break
     return front_end, keras.Model(head_input, x, name="mask_guided_head")
+
+
+def build_mask_guided_mixer(model: keras.Model) -> keras.Model | None:
+    """The front end *after* its segmenter: (H, W, 2) ``[image, probability]`` -> head input.
+
+    Where the caller already has the embedded segmenter's probability map of the image
+    (the analysis runs that segmenter anyway), this turns the pair into the head's
+    three channels with the model's own layers, skipping the costly second segmenter
+    pass: ``mixer(concat(x, segmenter(x)))`` equals the front end of ``x``.
+
+    Args:
+        model: A composed mask-guided classifier.
+
+    Returns:
+        A model named ``mask_guided_mixer``, or ``None`` when ``model`` is not mask-guided.
+    """
+    names = {layer.name for layer in model.layers}
+    if FRONT_END_OUTPUT not in names:
+        return None
+    height, width = tuple(model.input_shape[1:3])
+    pair = keras.Input(shape=(height, width, 2), name="image_and_probability")
+
+    def shrink(x: keras.KerasTensor, what: str) -> keras.KerasTensor:
+        # The same (optional) pooling and resizing layers as _shrink built.
+        for step in ("pool", "resize"):
+            if f"{what}_{step}" in names:
+                x = model.get_layer(f"{what}_{step}")(x)
+        return x
+
+    image = shrink(pair[..., :1], "image")
+    probability = shrink(pair[..., 1:], "probability")
+    view = model.get_layer("lesion_view")([image, probability])
+    stacked = model.get_layer(FRONT_END_OUTPUT)([image, probability, view])
+    return keras.Model(pair, stacked, name="mask_guided_mixer")
+
+
+def mask_guided_head_copy(model: keras.Model) -> keras.Model | None:
+    """A stand-alone copy of a mask-guided model's head, for Grad-CAM.
+
+    Fresh layers with the same names, configs and weights: Grad-CAM builds sub-models
+    from ``layer.output``, which a layer shared with the composed model would point at
+    the composed graph. The head's CAM equals the whole model's at any head layer,
+    without back-propagating through the segmenter.
+
+    Returns:
+        The head (head input -> class probabilities), or ``None`` when not mask-guided.
+    """
+    names = [layer.name for layer in model.layers]
+    if FRONT_END_OUTPUT not in names:
+        return None
+    cut = model.get_layer(FRONT_END_OUTPUT)
+    head_input = keras.Input(shape=tuple(cut.output.shape[1:]), name="head_input")
+    x = head_input
+    for layer in model.layers[names.index(FRONT_END_OUTPUT) + 1 :]:
+        x = _apply_copy(layer, x)
+    return keras.Model(head_input, x, name="mask_guided_head")

@@ -7,15 +7,21 @@ import numpy as np
 import pytest
 from keras import layers
 
-from utils.errors import ModelError
+from tests.utils.inference.test_bundle import SEGMENTER_CARD, loaded_image
+from utils.analysis import AnalysisSettings, analyse_ultrasound, reusable_segmenter_map
+from utils.errors import ConfigError, ModelError
+from utils.explain import explainer_for
 from utils.inference.classifier import LesionClassifier
+from utils.inference.segmenter import LesionSegmenter
 from utils.models.classification import build_classifier, logits_model
 from utils.models.mask_guided import (
     FRONT_END_OUTPUT,
     LesionView,
     build_mask_guided_classifier,
     build_mask_guided_front_end,
+    build_mask_guided_mixer,
     lesion_view_pool_size,
+    mask_guided_head_copy,
     split_mask_guided,
 )
 from utils.models.segmentation import build_segmentation_model
@@ -138,3 +144,134 @@ def test_classifier_runs_the_segmenter_once_and_augments_the_head_input(
     for result, row in zip(results, plain, strict=True):
         np.testing.assert_allclose(list(result.probabilities.values()), row, atol=1e-5)
         assert 0.0 <= result.uncertainty <= 1.0 and result.refer is not None
+
+
+def _card() -> dict:
+    return {
+        "task": "classification",
+        "architecture": "mask_guided_compact_cnn",
+        "input_shape": [32, 32, 1],
+        "class_names": ["normal", "benign", "malignant"],
+        "temperature": 1.3,
+    }
+
+
+def test_mixer_turns_image_and_map_into_the_front_end_output(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    model = build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5)
+    front_end, _ = split_mask_guided(model)
+    mixer = build_mask_guided_mixer(model)
+    batch = np.random.default_rng(5).uniform(0, 1, (2, 32, 32, 1)).astype(np.float32)
+    probability = tiny_segmenter.predict(batch, verbose=0)
+    mixed = mixer.predict(np.concatenate([batch, probability], axis=-1), verbose=0)
+    np.testing.assert_allclose(mixed, front_end.predict(batch, verbose=0), atol=1e-5)
+    assert build_mask_guided_mixer(tiny_head) is None
+
+
+def test_head_copy_has_its_own_layers_and_the_same_answers(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    model = build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5)
+    copy = mask_guided_head_copy(model)
+    _, shared = split_mask_guided(model)
+    stacked = np.random.default_rng(6).uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        copy.predict(stacked, verbose=0), shared.predict(stacked, verbose=0), atol=1e-6
+    )
+    assert not {id(layer) for layer in copy.layers[1:]} & {id(layer) for layer in model.layers}
+    assert mask_guided_head_copy(tiny_head) is None
+
+
+def test_classifier_reuses_the_segmenters_maps_with_unchanged_answers(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    classifier = LesionClassifier(
+        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card()
+    )
+    segmenter = LesionSegmenter(tiny_segmenter, SEGMENTER_CARD)
+    assert classifier.is_mask_guided
+    assert classifier.can_reuse(segmenter.weights_fingerprint, segmenter.input_shape)
+    assert not classifier.can_reuse(segmenter.weights_fingerprint, (64, 64, 1))
+    images = [np.random.default_rng(seed).integers(0, 255, (40, 50), np.uint8) for seed in (7, 8)]
+    maps = [segmenter.segment(image).model_probabilities for image in images]
+    for uncertainty in (False, True):
+        fresh = classifier.predict(images, with_uncertainty=uncertainty)
+        reused = classifier.predict(
+            images, with_uncertainty=uncertainty, segmenter_probabilities=maps
+        )
+        for a, b in zip(fresh, reused, strict=True):
+            np.testing.assert_allclose(
+                list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-5
+            )
+            assert (a.uncertainty is None) == (not uncertainty)
+    # The head's CAM on the reused head input equals the whole model's CAM.
+    whole = explainer_for(classifier.model).explain(classifier._model_batch(images[:1])[0], 2)
+    head = explainer_for(classifier.cam_model).explain(classifier.cam_input(images[0], maps[0]), 2)
+    assert head.shape == (16, 16) and whole.shape == (32, 32)
+    np.testing.assert_allclose(head, whole[::2, ::2], atol=0.15)
+
+
+def test_other_segmenter_weights_are_not_reused(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    classifier = LesionClassifier(
+        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card()
+    )
+    other = build_segmentation_model("unet", input_shape=(32, 32, 1), base_filters=4, depth=2)
+    other.set_weights([w + 0.01 for w in tiny_segmenter.get_weights()])
+    segmenter = LesionSegmenter(other, SEGMENTER_CARD)
+    image = loaded_image(np.random.default_rng(9).integers(0, 255, (32, 32), np.uint8))
+    segmentation = segmenter.segment(image)
+    assert reusable_segmenter_map(classifier, segmenter, segmentation) is None
+    result = analyse_ultrasound(
+        image, AnalysisSettings(), segmenter=segmenter, classifier=classifier
+    )
+    expected = classifier.predict([image])[0]
+    np.testing.assert_allclose(
+        list(result.classification.probabilities.values()),
+        list(expected.probabilities.values()),
+        atol=1e-5,
+    )
+
+
+def test_bad_segmenter_maps_are_rejected(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    classifier = LesionClassifier(
+        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card()
+    )
+    image = np.zeros((32, 32), np.uint8)
+    with pytest.raises(ConfigError, match=r"one \(32, 32\) map per image: got \[\(16, 16\)\]"):
+        classifier.predict([image], segmenter_probabilities=[np.zeros((16, 16))])
+    with pytest.raises(ConfigError, match="for 2 image"):
+        classifier.head_inputs([image, image], [np.zeros((32, 32))])
+    plain = LesionClassifier(tiny_head, {**_card(), "input_shape": [16, 16, 3]})
+    assert not plain.is_mask_guided and plain.cam_model is plain.model
+    with pytest.raises(ConfigError, match="is not mask-guided"):
+        plain.predict(
+            [np.zeros((16, 16, 3), np.uint8)], segmenter_probabilities=[np.zeros((16, 16))]
+        )
+    with pytest.raises(ConfigError, match="is not mask-guided"):
+        plain.cam_input(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16)))
+
+
+def test_analysis_skips_the_embedded_segmenter_when_it_is_the_same(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    classifier = LesionClassifier(
+        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card()
+    )
+    segmenter = LesionSegmenter(tiny_segmenter, SEGMENTER_CARD)
+    image = loaded_image(np.random.default_rng(10).integers(0, 255, (40, 40), np.uint8))
+    expected = classifier.predict([image], with_uncertainty=True)[0]
+
+    def second_segmenter_pass(_batch: np.ndarray) -> np.ndarray:
+        raise AssertionError("the embedded segmenter ran again")
+
+    classifier._front_end = second_segmenter_pass
+    result = analyse_ultrasound(
+        image, AnalysisSettings(), segmenter=segmenter, classifier=classifier
+    )
+    assert result.classification.probabilities == pytest.approx(expected.probabilities, abs=1e-5)
+    assert result.classifier_cam is not None and result.classifier_cam.shape == (16, 16)
