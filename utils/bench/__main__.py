@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--readme", type=Path, help="rewrite the bench block of this file")
     parser.add_argument("--models-dir", type=Path, default=SAVED_MODELS_DIR)
     parser.add_argument("--repeats", type=int, default=None, help="warm analysis repeats")
+    parser.add_argument(
+        "--classifier", default="ultrasound_classifier",
+        help="ultrasound classifier bundle the analysis and throughput use",
+    )  # fmt: skip
     parser.add_argument("--in-process", action="store_true", help="no subprocess per measurement")
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of the warm analysis and exit"
@@ -50,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats is not None and args.repeats < 1:
         print("--repeats must be a positive integer.", file=sys.stderr)
         return 2
-    options = BenchOptions(quick=args.quick, models_dir=args.models_dir, repeats=args.repeats)
+    options = BenchOptions(
+        quick=args.quick,
+        models_dir=args.models_dir,
+        repeats=args.repeats,
+        classifier=args.classifier,
+    )
     if args.profile:
         from utils.bench.analyze import profile_analysis
 

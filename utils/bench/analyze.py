@@ -49,8 +49,9 @@ class FastModels:
         self.classifier_explainer: CamExplainer | None = None
         if with_classifier:
             self.classifier = LesionClassifier.from_bundle(options.classifier, models_dir=folder)
-            self.classifier_explainer = CamExplainer(self.classifier.model)
-            self.classifier_explainer.explain(np.zeros(self.classifier.input_shape, np.float32), 0)
+            cam_model = self.classifier.cam_model
+            self.classifier_explainer = CamExplainer(cam_model)
+            self.classifier_explainer.explain(np.zeros(cam_model.input_shape[1:], np.float32), 0)
 
     def analyse(self, png: bytes) -> AnalysisResult:
         """Decode and analyse one image (the timed unit of ``analyze_ms``)."""

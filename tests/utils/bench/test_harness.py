@@ -176,6 +176,14 @@ def test_cli_writes_null_results_with_reasons_when_no_model_is_installed(
     assert "skipped: " in capsys.readouterr().out
 
 
+def test_cli_classifier_option_picks_the_bundle(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--only", "classify", "--in-process", "--models-dir", str(tmp_path)]
+    assert main([*argv, "--classifier", "my_variant", "--json", str(out)]) == 0
+    skipped = json.loads(out.read_text())["skipped"]
+    assert any("'my_variant' is not installed" in reason for reason in skipped.values())
+
+
 @pytest.mark.slow
 def test_cli_quick_only_run_writes_json_and_readme_block(
     tiny_models: Path,
