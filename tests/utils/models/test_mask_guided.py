@@ -146,6 +146,12 @@ def test_classifier_runs_the_segmenter_once_and_augments_the_head_input(
         assert 0.0 <= result.uncertainty <= 1.0 and result.refer is not None
 
 
+@pytest.fixture(scope="module")
+def guided(tiny_segmenter: keras.Model, tiny_head: keras.Model) -> LesionClassifier:
+    """A mask-guided classifier around the tiny segmenter."""
+    return LesionClassifier(build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card())
+
+
 def _card() -> dict:
     return {
         "task": "classification",
@@ -184,11 +190,9 @@ def test_head_copy_has_its_own_layers_and_the_same_answers(
 
 
 def test_classifier_reuses_the_segmenters_maps_with_unchanged_answers(
-    tiny_segmenter: keras.Model, tiny_head: keras.Model
+    guided: LesionClassifier, tiny_segmenter: keras.Model
 ) -> None:
-    classifier = LesionClassifier(
-        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card()
-    )
+    classifier = guided
     segmenter = LesionSegmenter(tiny_segmenter, SEGMENTER_CARD)
     assert classifier.is_mask_guided
     assert classifier.can_reuse(segmenter.weights_fingerprint, segmenter.input_shape)
@@ -213,11 +217,9 @@ def test_classifier_reuses_the_segmenters_maps_with_unchanged_answers(
 
 
 def test_other_segmenter_weights_are_not_reused(
-    tiny_segmenter: keras.Model, tiny_head: keras.Model
+    guided: LesionClassifier, tiny_segmenter: keras.Model
 ) -> None:
-    classifier = LesionClassifier(
-        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card()
-    )
+    classifier = guided
     other = build_segmentation_model("unet", input_shape=(32, 32, 1), base_filters=4, depth=2)
     other.set_weights([w + 0.01 for w in tiny_segmenter.get_weights()])
     segmenter = LesionSegmenter(other, SEGMENTER_CARD)
@@ -235,12 +237,8 @@ def test_other_segmenter_weights_are_not_reused(
     )
 
 
-def test_bad_segmenter_maps_are_rejected(
-    tiny_segmenter: keras.Model, tiny_head: keras.Model
-) -> None:
-    classifier = LesionClassifier(
-        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card()
-    )
+def test_bad_segmenter_maps_are_rejected(guided: LesionClassifier, tiny_head: keras.Model) -> None:
+    classifier = guided
     image = np.zeros((32, 32), np.uint8)
     with pytest.raises(ConfigError, match=r"one \(32, 32\) map per image: got \[\(16, 16\)\]"):
         classifier.predict([image], segmenter_probabilities=[np.zeros((16, 16))])
@@ -257,11 +255,9 @@ def test_bad_segmenter_maps_are_rejected(
 
 
 def test_analysis_skips_the_embedded_segmenter_when_it_is_the_same(
-    tiny_segmenter: keras.Model, tiny_head: keras.Model
+    guided: LesionClassifier, tiny_segmenter: keras.Model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    classifier = LesionClassifier(
-        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5), _card()
-    )
+    classifier = guided
     segmenter = LesionSegmenter(tiny_segmenter, SEGMENTER_CARD)
     image = loaded_image(np.random.default_rng(10).integers(0, 255, (40, 40), np.uint8))
     expected = classifier.predict([image], with_uncertainty=True)[0]
@@ -269,7 +265,7 @@ def test_analysis_skips_the_embedded_segmenter_when_it_is_the_same(
     def second_segmenter_pass(_batch: np.ndarray) -> np.ndarray:
         raise AssertionError("the embedded segmenter ran again")
 
-    classifier._front_end = second_segmenter_pass
+    monkeypatch.setattr(classifier, "_front_end", second_segmenter_pass)
     result = analyse_ultrasound(
         image, AnalysisSettings(), segmenter=segmenter, classifier=classifier
     )
