@@ -135,3 +135,12 @@ def test_status_line_says_which_goal_is_met() -> None:
     assert line.startswith("Below the issue's goals")
     assert "dice 0.810 (goal >= 0.80, met)" in line and "aji 0.520 (goal >= 0.60, not met)" in line
     assert "[2400]" in line and "2400 steps" in line
+
+
+def test_card_limitations_name_the_ground_truth_the_cv_used() -> None:
+    from utils.training.nuclei_final import limitations
+
+    merged = " ".join(limitations(NucleiTrainConfig()))
+    split = " ".join(limitations(NucleiTrainConfig(mask_instances="split")))
+    assert "connected components" in merged and "pseudo-instances" not in merged
+    assert "pseudo-instances" in split and "distance-transform necks" in split
