@@ -152,12 +152,10 @@ class LesionClassifier(BundlePredictor):
         Raises:
             ConfigError: Maps given to a model that is not mask-guided, or of a wrong size.
         """
-        if self.is_mask_guided:
-            maps = None if segmenter_probabilities is None else [segmenter_probabilities]
-            return self.head_inputs([image], maps)[0]
-        if segmenter_probabilities is not None:
-            self.head_inputs([image], [segmenter_probabilities])  # raises: not mask-guided
-        return self._model_batch([image])[0]
+        if not self.is_mask_guided and segmenter_probabilities is None:
+            return self._model_batch([image])[0]
+        maps = None if segmenter_probabilities is None else [segmenter_probabilities]
+        return self.head_inputs([image], maps)[0]  # raises if not mask-guided
 
     @property
     def is_mask_guided(self) -> bool:
