@@ -179,8 +179,11 @@ def reusable_segmenter_map(
     (same weights, same input size), the map already computed replaces a second
     segmenter pass and the answers are unchanged. ``None`` otherwise.
     """
-    if segmentation.model_probabilities is None or not classifier.can_reuse(
-        segmenter.weights_fingerprint, segmenter.input_shape
+    # Check the cheap conditions first: hashing the segmenter's weights takes ~80 ms once.
+    if (
+        not classifier.is_mask_guided
+        or segmentation.model_probabilities is None
+        or not classifier.can_reuse(segmenter.weights_fingerprint, segmenter.input_shape)
     ):
         return None
     return segmentation.model_probabilities
