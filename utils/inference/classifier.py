@@ -118,15 +118,22 @@ class LesionClassifier(BundlePredictor):
         # then takes the test-time augmentation passes.
         parts = split_mask_guided(model, to_logits=self._outputs_logits)
         self._front_end = self._head = self._mixer = None
-        #: Weights fingerprint of the embedded segmenter (mask-guided models only).
-        self.segmenter_fingerprint: str | None = None
         if parts is not None:
             front_end, head = parts
             self._front_end = compile_forward(front_end, self.input_shape)
             self._head = compile_forward(head, tuple(head.input_shape[1:]))
             height, width = self.input_shape[:2]
             self._mixer = compile_forward(build_mask_guided_mixer(model), (height, width, 2))
-            self.segmenter_fingerprint = weights_fingerprint(model.get_layer(SEGMENTER_LAYER))
+
+    @cached_property
+    def segmenter_fingerprint(self) -> str | None:
+        """Weights fingerprint of the embedded segmenter; ``None`` unless mask-guided.
+
+        Computed on first use (hashing the segmenter's weights takes ~80 ms), not at load.
+        """
+        if not self.is_mask_guided:
+            return None
+        return weights_fingerprint(self.model.get_layer(SEGMENTER_LAYER))
 
     @cached_property
     def cam_model(self) -> keras.Model:  # type: ignore[override]

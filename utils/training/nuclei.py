@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from utils.evaluation.nuclei import nuclei_report
-from utils.histo.data import NucleiTiles
+from utils.histo.data import NucleiTiles, check_mask_instances
 from utils.histo.instances import WatershedConfig, distance_target, separate_instances
 from utils.histo.nuclei import DEFAULT_TRAINING_MPP, NucleiSegmenter
 from utils.models.nuclei import DISTANCE_SCALE, build_nuclei_model
@@ -60,6 +60,9 @@ class NucleiTrainConfig:
     #: Instances of mask-only tiles (targets and CV ground truth): "components" or "split".
     mask_instances: str = "components"
     deadline: float | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_mask_instances(self.mask_instances)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready options (without the wall-clock deadline)."""

@@ -144,3 +144,10 @@ def test_card_limitations_name_the_ground_truth_the_cv_used() -> None:
     split = " ".join(limitations(NucleiTrainConfig(mask_instances="split")))
     assert "connected components" in merged and "pseudo-instances" not in merged
     assert "pseudo-instances" in split and "distance-transform necks" in split
+
+
+def test_config_rejects_an_unknown_mask_instances_mode() -> None:
+    from utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mask_instances must be one of components, split"):
+        NucleiTrainConfig(mask_instances="polygons")
