@@ -4,11 +4,15 @@ Training: :func:`distance_target` turns an instance label map into the clipped,
 scaled distance map the distance head learns (distance of each nucleus pixel to the
 nearest pixel outside *its own* nucleus, so touching nuclei get separate peaks).
 
-Inference: :func:`separate_instances` thresholds the foreground probability, seeds one
-marker per connected region of high predicted distance, and floods the negative distance
-map with :func:`skimage.segmentation.watershed` inside the foreground, so touching nuclei
-become separate instances. Foreground components that received no marker (nuclei too
-small for the marker threshold) are kept as instances of their own.
+Inference: :func:`separate_instances` thresholds the foreground probability, seeds
+markers from the predicted distance map and floods the negative distance map with
+:func:`skimage.segmentation.watershed` inside the foreground, so touching nuclei become
+separate instances. Markers are either connected regions of high predicted distance
+(``marker_method="threshold"``) or the h-maxima of the smoothed predicted distance
+(``"h_maxima"``: one marker per peak that rises at least ``marker_h`` above its
+surroundings, so two touching nuclei whose distance plateau merges above a fixed
+threshold still get a marker each). Foreground components that received no marker
+(nuclei too small for any marker) are kept as instances of their own.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from utils.errors import ConfigError, ImageDimensionError
 from utils.histo._checks import check_labels
 
 __all__ = [
+    "MARKER_METHODS",
     "WatershedConfig",
     "distance_target",
     "instances_from_mask",
@@ -39,6 +44,9 @@ __all__ = [
 #: 0.88 at h 2, 0.86 at h 2.5), against 0.75 for plain connected components.
 SPLIT_H = 1.0
 SPLIT_SIGMA = 1.0
+
+#: How :func:`separate_instances` seeds its markers (see :class:`WatershedConfig`).
+MARKER_METHODS = ("threshold", "h_maxima")
 
 
 def instances_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -137,22 +145,39 @@ class WatershedConfig:
 
     Attributes:
         foreground_threshold: A pixel is nucleus when its probability is at least this.
-        marker_threshold: Markers are connected regions where the predicted (scaled)
-            distance is at least this.
-        min_marker_area: Markers smaller than this (pixels) are noise and dropped.
+        marker_threshold: ``"threshold"`` markers are connected regions where the
+            predicted (scaled) distance is at least this.
+        min_marker_area: ``"threshold"`` markers smaller than this (pixels) are dropped.
         min_area: Instances smaller than this (pixels) are removed.
+        marker_method: ``"threshold"`` or ``"h_maxima"`` (see the module docstring).
+        marker_h: ``"h_maxima"``: minimum height of a distance peak, in scaled-distance
+            units (0.06 is about 0.7 px at the distance scale of 12 px).
+        marker_sigma: ``"h_maxima"``: Gaussian smoothing of the distance map before the
+            peaks are found, in pixels (0: none).
     """
 
     foreground_threshold: float = 0.5
     marker_threshold: float = 0.4
     min_marker_area: int = 4
     min_area: int = 20
+    # h-maxima markers: on the shipped model's out-of-fold maps they raised the AJI
+    # against the real polygon instances from 0.48 to 0.53 (threshold markers remain).
+    marker_method: str = "h_maxima"
+    marker_h: float = 0.06
+    marker_sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("foreground_threshold", "marker_threshold"):
+        for name in ("foreground_threshold", "marker_threshold", "marker_h"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ConfigError(f"{name} must be in (0, 1); got {value!r}.")
+        if self.marker_method not in MARKER_METHODS:
+            raise ConfigError(
+                f"marker_method must be one of {', '.join(MARKER_METHODS)}; "
+                f"got {self.marker_method!r}."
+            )
+        if not self.marker_sigma >= 0:
+            raise ConfigError(f"marker_sigma must be >= 0; got {self.marker_sigma!r}.")
         for name in ("min_marker_area", "min_area"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -164,9 +189,13 @@ class WatershedConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
-        """Build from a card's ``postprocess`` dict, ignoring unknown keys."""
+        """Build from a card's ``postprocess`` dict, ignoring unknown keys.
+
+        Cards written before ``marker_method`` existed were tuned with threshold markers,
+        so a dict without it means ``"threshold"``.
+        """
         known = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
-        return cls(**known)
+        return cls(**{"marker_method": "threshold", **known})
 
 
 def separate_instances(
@@ -195,12 +224,38 @@ def separate_instances(
         )
     mask = ndimage.binary_fill_holes(fg >= config.foreground_threshold)
     mask = remove_small_objects(mask, max_size=config.min_area - 1)
-    markers = (dist >= config.marker_threshold) & mask
-    markers = remove_small_objects(markers, max_size=config.min_marker_area - 1)
-    marker_labels = connected_components(markers, connectivity=1)
+    if config.marker_method == "h_maxima":
+        if config.marker_sigma:
+            dist = ndimage.gaussian_filter(dist, config.marker_sigma)
+        marker_labels = _h_maxima_markers(dist, mask, config.marker_h)
+    else:
+        markers = (dist >= config.marker_threshold) & mask
+        markers = remove_small_objects(markers, max_size=config.min_marker_area - 1)
+        marker_labels = connected_components(markers, connectivity=1)
     labels = watershed(-dist, marker_labels, mask=mask)
     # Foreground regions without any marker: small nuclei, kept as one instance each.
     orphans = connected_components(mask & (labels == 0), connectivity=1)
     labels = np.where(orphans > 0, orphans + labels.max(), labels)
     labels = remove_small_objects(labels, max_size=config.min_area - 1)
     return relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
+
+
+def _h_maxima_markers(distance: np.ndarray, mask: np.ndarray, h: float) -> np.ndarray:
+    """Labelled h-maxima of ``distance``, found inside each foreground component on its own.
+
+    Working per component (on its bounding box, with the outside pushed below any peak)
+    keeps each nucleus' markers independent of its neighbours and is about 3x faster
+    than :func:`skimage.morphology.h_maxima` on a whole 1000x1000 tile, since background
+    pixels are never visited.
+    """
+    components = connected_components(mask, connectivity=1)
+    floor = float(distance.min()) - 1.0
+    markers = np.zeros(mask.shape, dtype=bool)
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        inside = components[box] == index
+        region = np.where(inside, distance[box], floor).astype(np.float32)
+        markers[box] |= h_maxima(region, h).astype(bool) & inside
+    # 8-connected: a peak's plateau may touch itself only diagonally.
+    return connected_components(markers, connectivity=2)

@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from utils.errors import ConfigError
 from utils.evaluation.nuclei import nuclei_report
 from utils.histo.data import NucleiTiles, check_mask_instances
 from utils.histo.instances import WatershedConfig, distance_target, separate_instances
@@ -40,6 +41,8 @@ MARKER_THRESHOLDS = (0.4,)
 #: on fold 0 markers of 0.6-0.7 or a min_area of 40 instead of 20 did not help.)
 RESCORE_FOREGROUND = (0.4, 0.5)
 RESCORE_MARKERS = (0.3, 0.4, 0.5)
+#: h-maxima marker settings ``(marker_h, marker_sigma)`` scored next to the thresholds.
+RESCORE_H_MAXIMA = ((0.03, 1.0), (0.06, 1.0), (0.1, 1.0))
 
 
 @dataclass
@@ -205,27 +208,53 @@ def evaluate_grid(
     tiles: NucleiTiles,
     foreground_thresholds: tuple[float, ...] = FOREGROUND_THRESHOLDS,
     marker_thresholds: tuple[float, ...] = MARKER_THRESHOLDS,
+    h_maxima: tuple[tuple[float, float], ...] = (),
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Dice/AJI of every post-processing setting of the grid on whole tiles.
 
+    Args:
+        segmenter: Predicts the two maps (with its own test-time flips setting).
+        tiles: Tiles with ground-truth instances.
+        foreground_thresholds: Foreground thresholds, each combined with every marker.
+        marker_thresholds: Thresholds of ``"threshold"`` markers.
+        h_maxima: ``(marker_h, marker_sigma)`` pairs of ``"h_maxima"`` markers.
+
     Returns:
-        ``{"fg=<t>,marker=<m>": report}`` and the predicted (H, W, 2) maps.
+        ``{setting key: report}`` (see :func:`setting_key`) and the predicted maps.
     """
     maps = [segmenter.predict_maps(image) for image in tiles.images]
-    reports = {}
-    for fg, marker in itertools.product(foreground_thresholds, marker_thresholds):
-        config = dataclasses.replace(
-            segmenter.postprocess, foreground_threshold=fg, marker_threshold=marker
+    base = segmenter.postprocess
+    configs = [
+        dataclasses.replace(
+            base, foreground_threshold=fg, marker_method="threshold", marker_threshold=marker
         )
+        for fg, marker in itertools.product(foreground_thresholds, marker_thresholds)
+    ] + [
+        dataclasses.replace(
+            base, foreground_threshold=fg, marker_method="h_maxima", marker_h=h, marker_sigma=sigma
+        )
+        for fg, (h, sigma) in itertools.product(foreground_thresholds, h_maxima)
+    ]
+    reports = {}
+    for config in configs:
         predictions = [separate_instances(m[..., 0], m[..., 1], config) for m in maps]
-        reports[_grid_key(fg, marker, segmenter.test_time_flips)] = nuclei_report(
+        reports[setting_key(config, segmenter.test_time_flips)] = nuclei_report(
             tiles.instances, predictions, tiles.names, tiles.truth_kinds
         )
     return reports, maps
 
 
-def _grid_key(fg: float, marker: float, flips: bool = False) -> str:
-    return f"fg={fg:g},marker={marker:g}" + (",flips=1" if flips else "")
+def setting_key(config: WatershedConfig, flips: bool = False) -> str:
+    """Grid key of a post-processing setting, e.g. ``"fg=0.5,hmax=0.06,sigma=1,flips=1"``.
+
+    Threshold markers keep the historical form ``"fg=0.5,marker=0.4"`` so that older
+    ``metrics.json`` files still parse.
+    """
+    if config.marker_method == "h_maxima":
+        markers = f"hmax={config.marker_h:g},sigma={config.marker_sigma:g}"
+    else:
+        markers = f"marker={config.marker_threshold:g}"
+    return f"fg={config.foreground_threshold:g},{markers}" + (",flips=1" if flips else "")
 
 
 def cross_validate(
@@ -259,7 +288,9 @@ def cross_validate(
         model, info = train_model(*stack_targets(train), config, fold_dir)
         model = as_inference_model(model, config)
         segmenter = NucleiSegmenter(model, build_card(config, WatershedConfig(), model))
-        reports, _ = evaluate_grid(segmenter, val, RESCORE_FOREGROUND, RESCORE_MARKERS)
+        reports, _ = evaluate_grid(
+            segmenter, val, RESCORE_FOREGROUND, RESCORE_MARKERS, RESCORE_H_MAXIMA
+        )
         write_json(
             fold_dir / "metrics.json",
             {"fold": index, "val_names": val.names, **info, "grid": reports},
@@ -302,7 +333,11 @@ def rescore_folds(
                 model, build_card(config, WatershedConfig(), model), test_time_flips=flips
             )
             grid, _ = evaluate_grid(
-                segmenter, tiles.subset(val_idx), RESCORE_FOREGROUND, RESCORE_MARKERS
+                segmenter,
+                tiles.subset(val_idx),
+                RESCORE_FOREGROUND,
+                RESCORE_MARKERS,
+                RESCORE_H_MAXIMA,
             )
             reports.update(grid)
         metrics = json.loads((fold_dir / "metrics.json").read_text())
@@ -325,9 +360,7 @@ def summarise_cv(out_dir: Path, config: NucleiTrainConfig) -> dict[str, Any]:
             for metric in ("dice", "aji")
         }
     best = max(per_setting, key=lambda key: per_setting[key]["aji"]["mean"] or -1.0)
-    default_key = _grid_key(
-        WatershedConfig().foreground_threshold, WatershedConfig().marker_threshold
-    )
+    default_key = setting_key(WatershedConfig())
     xml_rows = [
         row
         for fold in folds
@@ -418,10 +451,22 @@ def setting_uses_flips(key: str) -> bool:
 
 
 def parse_setting(key: str) -> WatershedConfig:
-    """``"fg=0.5,marker=0.35"`` -> the matching :class:`WatershedConfig` (flips ignored)."""
+    """A grid key (see :func:`setting_key`) -> its :class:`WatershedConfig` (flips ignored).
+
+    Raises:
+        ConfigError: The key names neither a marker threshold nor h-maxima.
+    """
     values = dict(part.split("=") for part in key.split(","))
-    return dataclasses.replace(
-        WatershedConfig(),
-        foreground_threshold=float(values["fg"]),
-        marker_threshold=float(values["marker"]),
-    )
+    base = dataclasses.replace(WatershedConfig(), foreground_threshold=float(values["fg"]))
+    if "hmax" in values:
+        return dataclasses.replace(
+            base,
+            marker_method="h_maxima",
+            marker_h=float(values["hmax"]),
+            marker_sigma=float(values.get("sigma", WatershedConfig().marker_sigma)),
+        )
+    if "marker" in values:
+        return dataclasses.replace(
+            base, marker_method="threshold", marker_threshold=float(values["marker"])
+        )
+    raise ConfigError(f"Unknown post-processing setting {key!r}: expected marker= or hmax=.")

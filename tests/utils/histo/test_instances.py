@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage.draw import disk
 
 from utils.errors import ConfigError, ImageDimensionError
@@ -64,6 +65,36 @@ def test_small_nuclei_without_markers_are_kept_and_tiny_specks_dropped() -> None
     assert predicted[30:33, 30:33].max() == 0
 
 
+def _overlapping_discs_with_wide_neck() -> tuple[np.ndarray, np.ndarray]:
+    """Two nuclei whose predicted distance stays high across a wide neck (no dip to zero)."""
+    mask = np.zeros((64, 64), bool)
+    mask[disk((32, 22), 10, shape=mask.shape)] = True
+    mask[disk((32, 36), 10, shape=mask.shape)] = True
+    distance = np.clip(ndimage.distance_transform_edt(mask) / 12.0, 0, 1).astype(np.float32)
+    return mask.astype(np.float32), distance
+
+
+def test_h_maxima_markers_split_nuclei_whose_distance_plateau_merges() -> None:
+    foreground, distance = _overlapping_discs_with_wide_neck()
+    # The neck's distance (~7 px) is above the 0.4 threshold: one threshold marker.
+    threshold = WatershedConfig(marker_method="threshold", marker_threshold=0.4)
+    assert separate_instances(foreground, distance, threshold).max() == 1
+    predicted = separate_instances(
+        foreground, distance, WatershedConfig(marker_method="h_maxima", marker_h=0.06)
+    )
+    assert predicted.max() == 2
+    left, right = predicted[32, 18], predicted[32, 40]
+    assert left != right and 0 not in (left, right)
+
+
+def test_h_maxima_markers_keep_a_round_nucleus_whole() -> None:
+    mask = np.zeros((48, 48), bool)
+    mask[disk((24, 24), 11, shape=mask.shape)] = True
+    distance = np.clip(ndimage.distance_transform_edt(mask) / 12.0, 0, 1).astype(np.float32)
+    config = WatershedConfig(marker_method="h_maxima", marker_h=0.06, marker_sigma=1.0)
+    assert separate_instances(mask.astype(np.float32), distance, config).max() == 1
+
+
 def test_config_round_trip_and_validation() -> None:
     config = WatershedConfig(foreground_threshold=0.4, marker_threshold=0.3)
     assert WatershedConfig.from_dict({**config.to_dict(), "unknown": 1}) == config
@@ -71,6 +102,20 @@ def test_config_round_trip_and_validation() -> None:
         WatershedConfig(foreground_threshold=1.5)
     with pytest.raises(ConfigError, match="min_area"):
         WatershedConfig(min_area=0)
+    hmax = WatershedConfig(marker_method="h_maxima", marker_h=0.1, marker_sigma=0.0)
+    assert WatershedConfig.from_dict(hmax.to_dict()) == hmax
+    with pytest.raises(ConfigError, match="marker_method must be one of threshold, h_maxima"):
+        WatershedConfig(marker_method="peaks")
+    with pytest.raises(ConfigError, match="marker_h must be in"):
+        WatershedConfig(marker_h=0.0)
+    with pytest.raises(ConfigError, match="marker_sigma must be >= 0; got -1"):
+        WatershedConfig(marker_sigma=-1)
+
+
+def test_cards_without_marker_method_keep_threshold_markers() -> None:
+    """Older cards were tuned with threshold markers, whatever the current default is."""
+    config = WatershedConfig.from_dict({"foreground_threshold": 0.5, "marker_threshold": 0.3})
+    assert config.marker_method == "threshold" and config.marker_threshold == 0.3
 
 
 def test_bad_maps_raise() -> None:

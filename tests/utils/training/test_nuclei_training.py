@@ -9,16 +9,20 @@ import numpy as np
 import pytest
 
 from tests.utils.histo.synthetic import synthetic_tiles, write_monuseg_folder
+from utils.errors import ConfigError
+from utils.histo.instances import WatershedConfig
 from utils.histo.nuclei import NucleiSegmenter
 from utils.train import main as train_main
 from utils.training.nuclei import (
     RESCORE_FOREGROUND,
+    RESCORE_H_MAXIMA,
     RESCORE_MARKERS,
     NucleiTrainConfig,
     cross_fitted_selection,
     cross_validate,
     parse_setting,
     rescore_folds,
+    setting_key,
     setting_uses_flips,
     stack_targets,
 )
@@ -43,6 +47,21 @@ def test_parse_setting() -> None:
     assert parse_setting("fg=0.4,marker=0.55,flips=1") == config
     assert setting_uses_flips("fg=0.4,marker=0.55,flips=1")
     assert not setting_uses_flips("fg=0.4,marker=0.55")
+
+
+def test_h_maxima_settings_round_trip_through_their_keys() -> None:
+    config = WatershedConfig(
+        foreground_threshold=0.45, marker_method="h_maxima", marker_h=0.06, marker_sigma=1.0
+    )
+    key = setting_key(config, flips=True)
+    assert key == "fg=0.45,hmax=0.06,sigma=1,flips=1"
+    assert parse_setting(key) == config and setting_uses_flips(key)
+    threshold = parse_setting(
+        setting_key(WatershedConfig(marker_method="threshold", marker_threshold=0.3))
+    )
+    assert threshold.marker_method == "threshold" and threshold.marker_threshold == 0.3
+    with pytest.raises(ConfigError, match=r"Unknown post-processing setting 'fg=0\.5,peaks=3'"):
+        parse_setting("fg=0.5,peaks=3")
 
 
 def _fold(aji_a: float, aji_b: float) -> dict:
@@ -76,9 +95,12 @@ def test_cv_final_and_ship(tmp_path: Path) -> None:
     assert summary["best_setting"] in summary["per_setting"]
     assert 0.0 <= summary["best"]["aji"]["mean"] <= 1.0
     rescored = rescore_folds(tiles, config, tmp_path / "run", n_folds=2)
-    grid_size = len(RESCORE_FOREGROUND) * len(RESCORE_MARKERS)
+    grid_size = len(RESCORE_FOREGROUND) * (len(RESCORE_MARKERS) + len(RESCORE_H_MAXIMA))
     assert len(rescored["per_setting"]) == 2 * grid_size
     assert sum(setting_uses_flips(key) for key in rescored["per_setting"]) == grid_size
+    assert sum("hmax=" in key for key in rescored["per_setting"]) == 2 * len(
+        RESCORE_FOREGROUND
+    ) * len(RESCORE_H_MAXIMA)
     summary = rescored
     model, info = train_final(tiles, config, tmp_path / "run" / "final")
     assert info["epochs_run"] == 1
@@ -88,6 +110,7 @@ def test_cv_final_and_ship(tmp_path: Path) -> None:
     assert card["cv_metrics"]["aji"] == summary["cross_fitted"]["aji"]
     assert card["cv_details"]["best_in_sample"] == summary["best"]
     assert card["test_time_flips"] == setting_uses_flips(summary["best_setting"])
+    assert card["postprocess"] == parse_setting(summary["best_setting"]).to_dict()
     assert card["training_data"]["n_tiles"] == 4
     assert card["training_mpp"] == 0.25
     segmenter = NucleiSegmenter.from_bundle(path)
