@@ -354,7 +354,7 @@ def summarise_cv(out_dir: Path, config: NucleiTrainConfig) -> dict[str, Any]:
     if not folds:
         return {"n_folds": 0}
     per_setting = {}
-    for key in folds[0]["grid"]:
+    for key in common_settings(folds):
         per_setting[key] = {
             metric: mean_and_sd([fold["grid"][key][metric] for fold in folds])
             for metric in ("dice", "aji")
@@ -395,6 +395,17 @@ def summarise_cv(out_dir: Path, config: NucleiTrainConfig) -> dict[str, Any]:
     return summary
 
 
+def common_settings(folds: list[dict[str, Any]]) -> list[str]:
+    """Grid settings scored on every fold, in the first fold's order.
+
+    Folds can disagree: a run whose first folds were re-scored (with flips and a wider
+    grid) before its last fold was trained holds more settings in the earlier folds.
+    Only settings every fold has can be averaged or cross-fitted.
+    """
+    shared = set.intersection(*(set(fold["grid"]) for fold in folds))
+    return [key for key in folds[0]["grid"] if key in shared]
+
+
 def cross_fitted_selection(folds: list[dict[str, Any]]) -> dict[str, Any]:
     """CV metrics with each fold's post-processing chosen on the *other* folds only.
 
@@ -414,7 +425,7 @@ def cross_fitted_selection(folds: list[dict[str, Any]]) -> dict[str, Any]:
         others = [fold for position, fold in enumerate(folds) if position != index] or folds
         settings.append(
             max(
-                folds[index]["grid"],
+                common_settings(folds),
                 key=lambda key, others=others: float(
                     np.mean([fold["grid"][key]["aji"] for fold in others])
                 ),

@@ -18,6 +18,7 @@ from utils.training.nuclei import (
     RESCORE_H_MAXIMA,
     RESCORE_MARKERS,
     NucleiTrainConfig,
+    common_settings,
     cross_fitted_selection,
     cross_validate,
     parse_setting,
@@ -25,6 +26,7 @@ from utils.training.nuclei import (
     setting_key,
     setting_uses_flips,
     stack_targets,
+    summarise_cv,
 )
 from utils.training.nuclei_final import ship_bundle, train_final
 
@@ -79,6 +81,22 @@ def test_cross_fitted_selection_chooses_each_folds_setting_on_the_others() -> No
     assert result["held_out"] is True
     in_sample_best = max(np.mean([f["grid"][k]["aji"] for f in folds]) for k in ("a", "b"))
     assert result["aji"]["mean"] <= in_sample_best
+
+
+def test_folds_scored_on_different_grids_use_the_settings_they_share(tmp_path: Path) -> None:
+    """A run whose first fold was re-scored on a wider grid before the next fold ran."""
+    rescored = _fold(0.5, 0.45)
+    rescored["grid"]["c"] = {"aji": 0.99, "dice": 0.9}  # only fold 0 has it
+    folds = [rescored, _fold(0.5, 0.45)]
+    assert common_settings(folds) == ["a", "b"]
+    assert set(cross_fitted_selection(folds)["settings"]) == {"a"}
+    for index, fold in enumerate(folds):
+        for report in fold["grid"].values():
+            report["per_image"] = []
+        (tmp_path / f"fold_{index}").mkdir()
+        (tmp_path / f"fold_{index}" / "metrics.json").write_text(json.dumps(fold | {"fold": index}))
+    summary = summarise_cv(tmp_path, NucleiTrainConfig(**TINY))
+    assert set(summary["per_setting"]) == {"a", "b"} and summary["best_setting"] == "a"
 
 
 def test_cross_fitted_selection_with_one_fold_is_marked_in_sample() -> None:
