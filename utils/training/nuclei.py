@@ -62,6 +62,9 @@ class NucleiTrainConfig:
     backup_every_steps: int | None = None
     #: Instances of mask-only tiles (targets and CV ground truth): "components" or "split".
     mask_instances: str = "components"
+    #: Run folder whose same-named model (``fold_k`` or ``final``) each model starts from:
+    #: a warm restart that continues a finished run with a fresh learning-rate schedule.
+    init_from: str | None = None
     deadline: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -123,12 +126,7 @@ INFERENCE_TILE = 256
 
 def as_inference_model(model: keras.Model, config: NucleiTrainConfig) -> keras.Model:
     """The trained weights in a model taking :data:`INFERENCE_TILE`-sized inputs."""
-    inference = build_nuclei_model(
-        config.arch,
-        input_shape=(INFERENCE_TILE, INFERENCE_TILE, 3),
-        base_filters=config.base_filters,
-        depth=config.depth,
-    )
+    inference = build_from_config(config, INFERENCE_TILE)
     inference.set_weights(model.get_weights())
     return inference
 
@@ -149,17 +147,68 @@ def build_card(
     }
 
 
-def train_model(
-    images: np.ndarray, targets: np.ndarray, config: NucleiTrainConfig, run_dir: Path
-) -> tuple[keras.Model, dict[str, Any]]:
-    """Train one model on the given tiles (resumable from ``run_dir``)."""
-    set_global_seed(config.seed)
-    model = build_nuclei_model(
+def build_from_config(config: NucleiTrainConfig, size: int) -> keras.Model:
+    """A fresh model of ``config``'s architecture taking ``size`` x ``size`` tiles."""
+    return build_nuclei_model(
         config.arch,
-        input_shape=(config.crop_size, config.crop_size, 3),
+        input_shape=(size, size, 3),
         base_filters=config.base_filters,
         depth=config.depth,
     )
+
+
+def init_weights_path(config: NucleiTrainConfig, run_dir: Path) -> Path | None:
+    """The weights a warm restart of ``run_dir`` starts from (``None``: from scratch).
+
+    Raises:
+        ConfigError: ``config.init_from`` has no finished model of that name.
+    """
+    if config.init_from is None:
+        return None
+    path = Path(config.init_from) / run_dir.name / "backup" / "latest.weights.h5"
+    if not path.exists():
+        raise ConfigError(
+            f"--init-from {config.init_from}: no weights for {run_dir.name!r} at {path}; "
+            "train that run first or drop --init-from."
+        )
+    return path
+
+
+def steps_trained(model_dir: Path) -> int:
+    """All optimiser steps behind the model of a finished ``fold_k`` or ``final`` folder.
+
+    Counts the steps of the warm restarts it continued (``steps_before``) too.
+    """
+    import json
+
+    metrics = model_dir / "metrics.json"
+    info = json.loads((metrics if metrics.exists() else model_dir / "final.json").read_text())
+    config = info.get("config") or json.loads((model_dir.parent / "cv.json").read_text())["config"]
+    return int(info.get("steps_before", 0)) + int(info["epochs_run"]) * int(
+        config["steps_per_epoch"]
+    )
+
+
+def train_model(
+    images: np.ndarray, targets: np.ndarray, config: NucleiTrainConfig, run_dir: Path
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Train one model on the given tiles (resumable from ``run_dir``).
+
+    With ``config.init_from`` the model starts from that run's weights of the same name
+    (see :func:`init_weights_path`); a resume backup in ``run_dir`` still takes precedence.
+    """
+    set_global_seed(config.seed)
+    model = build_from_config(config, config.crop_size)
+    init_weights = init_weights_path(config, run_dir)
+    warm_restart: dict[str, Any] = {}
+    if init_weights is not None:
+        # BackupAndRestore overwrites these on a resume, as it should.
+        model.load_weights(init_weights)
+        warm_restart = {
+            "warm_restart_from": str(init_weights),
+            "steps_before": steps_trained(init_weights.parent.parent),
+        }
+        LOGGER.info("warm restart from %s", init_weights)
     total_steps = config.epochs * config.steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=total_steps, alpha=0.05
@@ -196,6 +245,7 @@ def train_model(
         "final_loss": (history.history.get("loss") or [None])[-1],
         "train_seconds": time.time() - started,
         "stopped_by_deadline": stopped,
+        **warm_restart,
     }
     return model, info
 
@@ -244,6 +294,13 @@ def evaluate_grid(
     return reports, maps
 
 
+def evaluate_rescore_grid(
+    segmenter: NucleiSegmenter, tiles: NucleiTiles
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """:func:`evaluate_grid` over the CV grid (the ``RESCORE_*`` settings)."""
+    return evaluate_grid(segmenter, tiles, RESCORE_FOREGROUND, RESCORE_MARKERS, RESCORE_H_MAXIMA)
+
+
 def setting_key(config: WatershedConfig, flips: bool = False) -> str:
     """Grid key of a post-processing setting, e.g. ``"fg=0.5,hmax=0.06,sigma=1,flips=1"``.
 
@@ -288,9 +345,7 @@ def cross_validate(
         model, info = train_model(*stack_targets(train), config, fold_dir)
         model = as_inference_model(model, config)
         segmenter = NucleiSegmenter(model, build_card(config, WatershedConfig(), model))
-        reports, _ = evaluate_grid(
-            segmenter, val, RESCORE_FOREGROUND, RESCORE_MARKERS, RESCORE_H_MAXIMA
-        )
+        reports, _ = evaluate_rescore_grid(segmenter, val)
         write_json(
             fold_dir / "metrics.json",
             {"fold": index, "val_names": val.names, **info, "grid": reports},
@@ -319,12 +374,7 @@ def rescore_folds(
         weights = fold_dir / "backup" / "latest.weights.h5"
         if not (fold_dir / "metrics.json").exists() or not weights.exists():
             continue
-        model = build_nuclei_model(
-            config.arch,
-            input_shape=(config.crop_size, config.crop_size, 3),
-            base_filters=config.base_filters,
-            depth=config.depth,
-        )
+        model = build_from_config(config, config.crop_size)
         model.load_weights(weights)
         model = as_inference_model(model, config)
         reports = {}
@@ -332,13 +382,7 @@ def rescore_folds(
             segmenter = NucleiSegmenter(
                 model, build_card(config, WatershedConfig(), model), test_time_flips=flips
             )
-            grid, _ = evaluate_grid(
-                segmenter,
-                tiles.subset(val_idx),
-                RESCORE_FOREGROUND,
-                RESCORE_MARKERS,
-                RESCORE_H_MAXIMA,
-            )
+            grid, _ = evaluate_rescore_grid(segmenter, tiles.subset(val_idx))
             reports.update(grid)
         metrics = json.loads((fold_dir / "metrics.json").read_text())
         write_json(fold_dir / "metrics.json", {**metrics, "grid": reports, "rescored": True})
@@ -373,7 +417,8 @@ def summarise_cv(out_dir: Path, config: NucleiTrainConfig) -> dict[str, Any]:
         "fold_means": [
             {
                 "fold": fold["fold"],
-                "steps_trained": fold.get("epochs_run", 0) * config.steps_per_epoch,
+                "steps_trained": fold.get("steps_before", 0)
+                + fold.get("epochs_run", 0) * config.steps_per_epoch,
                 "dice": fold["grid"][best]["dice"],
                 "aji": fold["grid"][best]["aji"],
             }

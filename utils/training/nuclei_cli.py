@@ -5,6 +5,10 @@ Examples::
     # 3-fold leave-images-out CV, then the final model on all tiles, shipped to saved_models/
     python -m utils.train nuclei --data ../shared/datasets/monuseg/MoNuSegTrainingData \\
         --folds 3 --final --ship --out runs/nuclei
+
+    # continue every model of that run (warm restart, fresh schedule) in a new run folder
+    python -m utils.train nuclei --data ../shared/datasets/monuseg/MoNuSegTrainingData \\
+        --folds 3 --final --init-from runs/nuclei --learning-rate 0.001 --out runs/nuclei_more
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ def add_nuclei_parser(tasks: Any) -> argparse.ArgumentParser:
         help="instances of tiles without XML: mask components (default) or components split "
         "at distance-transform necks, so touching nuclei are separate training targets",
     )  # fmt: skip
+    parser.add_argument(
+        "--init-from", default=None,
+        help="warm restart: start each model (fold_k, final) from that of this finished run "
+        "folder, with a fresh learning-rate schedule",
+    )  # fmt: skip
     parser.add_argument("--folds", type=int, default=0, help="grouped k-fold CV (0: none)")
     parser.add_argument("--only-fold", type=int, action="append", help="run just these folds")
     parser.add_argument("--final", action="store_true", help="train the final model on all tiles")
@@ -71,6 +80,7 @@ def run_nuclei(args: argparse.Namespace) -> int:
     names = (
         "arch", "base_filters", "depth", "crop_size", "batch_size", "steps_per_epoch", "epochs",
         "learning_rate", "backup_every_steps", "stain_augment", "seed", "mask_instances",
+        "init_from",
     )  # fmt: skip
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     deadline = None if args.deadline_minutes is None else time.time() + 60 * args.deadline_minutes

@@ -90,7 +90,9 @@ def _status(
     ]
     met = all(reached.values())
     fold_steps = [fold.get("steps_trained") for fold in cv_summary.get("fold_means", [])]
-    final_steps = final_info.get("epochs_run", 0) * config.steps_per_epoch
+    final_steps = (
+        final_info.get("steps_before", 0) + final_info.get("epochs_run", 0) * config.steps_per_epoch
+    )
     return (
         f"{'Meets' if met else 'Below'} the issue's goals: {', '.join(parts)}. CV models "
         f"trained {fold_steps} steps each, the shipped model {final_steps} steps, on a shared "
@@ -123,7 +125,13 @@ def ship_bundle(
         **build_card(config, postprocess, model),
         "test_time_flips": has_cv and setting_uses_flips(cv_summary["best_setting"]),
         "version": "1.0",
-        "trained_from": "random initialisation (trained from scratch on MoNuSeg only)",
+        "trained_from": "random initialisation (trained from scratch on MoNuSeg only)"
+        + (
+            f"; continued (warm restart) from {final_info['warm_restart_from']}, itself trained "
+            "from scratch the same way"
+            if final_info.get("warm_restart_from")
+            else ""
+        ),
         "training_data": {
             "dataset": "MoNuSeg 2018 training set (Kumar et al., IEEE TMI 2020), CC BY-NC-SA 4.0",
             "n_tiles": len(tiles),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -21,12 +22,15 @@ from utils.training.nuclei import (
     common_settings,
     cross_fitted_selection,
     cross_validate,
+    init_weights_path,
     parse_setting,
     rescore_folds,
     setting_key,
     setting_uses_flips,
     stack_targets,
+    steps_trained,
     summarise_cv,
+    train_model,
 )
 from utils.training.nuclei_final import ship_bundle, train_final
 
@@ -147,6 +151,42 @@ def test_train_cli_nuclei_end_to_end(tmp_path: Path) -> None:
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert cv["config"]["mask_instances"] == "split"
     assert (tmp_path / "run" / "final" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_warm_restart_continues_each_model_from_its_namesake(tmp_path: Path) -> None:
+    tiles = synthetic_tiles(4)
+    first = NucleiTrainConfig(**TINY)
+    cross_validate(tiles, first, tmp_path / "first", n_folds=2)
+    train_final(tiles, first, tmp_path / "first" / "final")
+    more = NucleiTrainConfig(**{**TINY, "epochs": 2}, init_from=str(tmp_path / "first"))
+    summary = cross_validate(tiles, more, tmp_path / "more", n_folds=2)
+    # 2 steps from the first run, then 2 epochs x 2 steps of the restart.
+    assert [fold["steps_trained"] for fold in summary["fold_means"]] == [6, 6]
+    assert summary["config"]["init_from"] == str(tmp_path / "first")
+    model, info = train_final(tiles, more, tmp_path / "more" / "final")
+    assert info["steps_before"] == 2
+    assert info["warm_restart_from"].endswith("first/final/backup/latest.weights.h5")
+    assert steps_trained(tmp_path / "more" / "final") == 6
+    path = ship_bundle(model, tiles, more, info, summary, models_dir=tmp_path / "models")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert "warm restart" in card["trained_from"]
+    assert "[6, 6] steps each, the shipped model 6 steps" in card["status"]
+    # With a zero learning rate the restarted model keeps exactly the source's trainable
+    # weights (batch-norm statistics still move).
+    frozen = NucleiTrainConfig(**{**TINY, "learning_rate": 0.0}, init_from=str(tmp_path / "first"))
+    kept, _ = train_model(*stack_targets(tiles), frozen, tmp_path / "frozen" / "final")
+    source = keras.saving.load_model(tmp_path / "first" / "final" / "model.keras", compile=False)
+    pairs = zip(kept.trainable_weights, source.trainable_weights, strict=True)
+    for restarted, original in pairs:
+        np.testing.assert_array_equal(restarted.numpy(), original.numpy())
+
+
+def test_warm_restart_needs_the_source_run_model(tmp_path: Path) -> None:
+    config = NucleiTrainConfig(**TINY, init_from=str(tmp_path / "missing"))
+    assert init_weights_path(NucleiTrainConfig(**TINY), tmp_path / "fold_0") is None
+    with pytest.raises(ConfigError, match=r"no weights for 'fold_0' at .*missing/fold_0/backup"):
+        init_weights_path(config, tmp_path / "fold_0")
 
 
 def test_train_cli_rejects_unknown_mask_instances(tmp_path: Path, capsys) -> None:
