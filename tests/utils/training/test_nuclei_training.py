@@ -216,6 +216,25 @@ def test_status_line_says_which_goal_is_met() -> None:
     assert line.startswith("Below the issue's goals")
     assert "dice 0.810 (goal >= 0.80, met)" in line and "aji 0.520 (goal >= 0.60, not met)" in line
     assert "[2400]" in line and "2400 steps" in line
+    assert line.endswith("more training is the first thing to try.")
+
+
+def test_status_line_flags_a_goal_met_within_the_fold_spread() -> None:
+    from utils.training.nuclei_final import _status
+
+    summary = {
+        "best": {},
+        "cross_fitted": {
+            "dice": {"mean": 0.816, "sd": 0.010, "n": 3},
+            "aji": {"mean": 0.603, "sd": 0.026, "n": 3},
+        },
+        "fold_means": [{"steps_trained": 7200}],
+    }
+    line = _status(summary, NucleiTrainConfig(steps_per_epoch=60), {"epochs_run": 120})
+    assert line.startswith("Meets the issue's goals")
+    assert "dice 0.816 (goal >= 0.80, met)" in line
+    assert "aji 0.603 (goal >= 0.60, met, by less than one fold sd)" in line
+    assert line.endswith("on a shared CPU.")
 
 
 def test_card_limitations_name_the_ground_truth_the_cv_used() -> None:
