@@ -174,19 +174,19 @@ def init_weights_path(config: NucleiTrainConfig, run_dir: Path) -> Path | None:
     return path
 
 
-def steps_trained(model_dir: Path) -> int:
-    """All optimiser steps behind the model of a finished ``fold_k`` or ``final`` folder.
+def total_steps(info: dict[str, Any], steps_per_epoch: int) -> int:
+    """Optimiser steps behind a model from its training info, warm restarts included."""
+    return int(info.get("steps_before", 0)) + int(info.get("epochs_run", 0)) * steps_per_epoch
 
-    Counts the steps of the warm restarts it continued (``steps_before``) too.
-    """
+
+def steps_trained(model_dir: Path) -> int:
+    """All optimiser steps behind the model of a finished ``fold_k`` or ``final`` folder."""
     import json
 
     metrics = model_dir / "metrics.json"
     info = json.loads((metrics if metrics.exists() else model_dir / "final.json").read_text())
     config = info.get("config") or json.loads((model_dir.parent / "cv.json").read_text())["config"]
-    return int(info.get("steps_before", 0)) + int(info["epochs_run"]) * int(
-        config["steps_per_epoch"]
-    )
+    return total_steps(info, int(config["steps_per_epoch"]))
 
 
 def train_model(
@@ -417,8 +417,7 @@ def summarise_cv(out_dir: Path, config: NucleiTrainConfig) -> dict[str, Any]:
         "fold_means": [
             {
                 "fold": fold["fold"],
-                "steps_trained": fold.get("steps_before", 0)
-                + fold.get("epochs_run", 0) * config.steps_per_epoch,
+                "steps_trained": total_steps(fold, config.steps_per_epoch),
                 "dice": fold["grid"][best]["dice"],
                 "aji": fold["grid"][best]["aji"],
             }

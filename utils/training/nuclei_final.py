@@ -22,6 +22,7 @@ from utils.training.nuclei import (
     parse_setting,
     setting_uses_flips,
     stack_targets,
+    total_steps,
     train_model,
 )
 
@@ -96,9 +97,7 @@ def _status(
     ]
     met = all(reached.values())
     fold_steps = [fold.get("steps_trained") for fold in cv_summary.get("fold_means", [])]
-    final_steps = (
-        final_info.get("steps_before", 0) + final_info.get("epochs_run", 0) * config.steps_per_epoch
-    )
+    final_steps = total_steps(final_info, config.steps_per_epoch)
     return (
         f"{'Meets' if met else 'Below'} the issue's goals: {', '.join(parts)}. CV models "
         f"trained {fold_steps} steps each, the shipped model {final_steps} steps, on a shared "
