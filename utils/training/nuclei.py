@@ -165,13 +165,22 @@ def init_weights_path(config: NucleiTrainConfig, run_dir: Path) -> Path | None:
     """
     if config.init_from is None:
         return None
-    path = Path(config.init_from) / run_dir.name / "backup" / "latest.weights.h5"
-    if not path.exists():
+    source = Path(config.init_from) / run_dir.name
+    path = latest_weights(source)
+    # Weights without metrics.json/final.json are a run killed mid-training, not a model.
+    finished = (source / "metrics.json").exists() or (source / "final.json").exists()
+    if not (path.exists() and finished):
         raise ConfigError(
-            f"--init-from {config.init_from}: no weights for {run_dir.name!r} at {path}; "
-            "train that run first or drop --init-from."
+            f"--init-from {config.init_from}: no finished model {run_dir.name!r} at {source} "
+            f"(needs {path.name} and metrics.json or final.json); train or resume that run "
+            "first, or drop --init-from."
         )
     return path
+
+
+def latest_weights(model_dir: Path) -> Path:
+    """The last weights of a ``fold_k``/``final`` folder, kept by the resume callback."""
+    return model_dir / "backup" / "latest.weights.h5"
 
 
 def total_steps(info: dict[str, Any], steps_per_epoch: int) -> int:
@@ -371,7 +380,7 @@ def rescore_folds(
     )
     for index, (_, val_idx) in enumerate(folds):
         fold_dir = out_dir / f"fold_{index}"
-        weights = fold_dir / "backup" / "latest.weights.h5"
+        weights = latest_weights(fold_dir)
         if not (fold_dir / "metrics.json").exists() or not weights.exists():
             continue
         model = build_from_config(config, config.crop_size)

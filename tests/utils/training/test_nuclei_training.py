@@ -185,8 +185,17 @@ def test_warm_restart_continues_each_model_from_its_namesake(tmp_path: Path) -> 
 def test_warm_restart_needs_the_source_run_model(tmp_path: Path) -> None:
     config = NucleiTrainConfig(**TINY, init_from=str(tmp_path / "missing"))
     assert init_weights_path(NucleiTrainConfig(**TINY), tmp_path / "fold_0") is None
-    with pytest.raises(ConfigError, match=r"no weights for 'fold_0' at .*missing/fold_0/backup"):
+    with pytest.raises(ConfigError, match=r"no finished model 'fold_0' at .*missing/fold_0"):
         init_weights_path(config, tmp_path / "fold_0")
+
+
+def test_warm_restart_refuses_a_source_killed_mid_training(tmp_path: Path) -> None:
+    backup = tmp_path / "first" / "fold_0" / "backup"
+    backup.mkdir(parents=True)
+    (backup / "latest.weights.h5").write_bytes(b"")
+    config = NucleiTrainConfig(**TINY, init_from=str(tmp_path / "first"))
+    with pytest.raises(ConfigError, match=r"needs latest.weights.h5 and metrics.json or final"):
+        init_weights_path(config, tmp_path / "more" / "fold_0")
 
 
 def test_train_cli_rejects_unknown_mask_instances(tmp_path: Path, capsys) -> None:
