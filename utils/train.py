@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify.add_argument("--head-epochs", type=int, default=None, help="epochs of the head phase")
     classify.add_argument(
+        "--ensemble-members",
+        type=int,
+        default=None,
+        help="train K models with seeds SEED..SEED+K-1 and ship their average (default: 1)",
+    )
+    classify.add_argument(
         "--tta",
         dest="evaluate_tta",
         action=argparse.BooleanOptionalAction,
@@ -314,6 +320,7 @@ def run_classify(args: argparse.Namespace) -> int:
                 "head_epochs",
                 "evaluate_tta",
                 "backup_every_steps",
+                "ensemble_members",
             ),
         ),
         mixed_precision=args.mixed_precision,
@@ -321,6 +328,11 @@ def run_classify(args: argparse.Namespace) -> int:
     )
     check_classifier_config(config)
     if args.mask_guided_from is not None:
+        if config.ensemble_members > 1:
+            raise ConfigError(
+                f"--ensemble-members {config.ensemble_members} cannot be combined with "
+                "--mask-guided-from: ensembles are built from plain classifiers only."
+            )
         return _run_mask_guided(args, config)
     arrays = _load_arrays(
         args, image_size=config.image_size, channels=config.channels, with_masks=False

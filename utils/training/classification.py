@@ -69,6 +69,7 @@ from utils.models.classification import (
     logits_model,
     set_backbone_trainable,
 )
+from utils.models.ensemble import build_classifier_ensemble
 from utils.training.arrays import TrainingArrays
 from utils.training.callbacks import DeadlineStop, standard_callbacks
 from utils.training.common import (
@@ -133,6 +134,9 @@ class ClassifierTrainConfig:
         tta_passes: Forward passes of that test-time augmentation.
         augment: Training augmentation.
         class_names: Class names in label-index order.
+        ensemble_members: 1 for one model; K >= 2 trains K models of ``arch`` with
+            seeds ``seed``, ``seed + 1``... and ships their average
+            (:mod:`utils.training.ensemble`).
     """
 
     arch: str = DEFAULT_CLASSIFIER_ARCH
@@ -156,6 +160,7 @@ class ClassifierTrainConfig:
     tta_passes: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_names: tuple[str, ...] = ULTRASOUND_CLASSES
+    ensemble_members: int = 1
 
     def __post_init__(self) -> None:
         # Paths become strings so the configuration stays JSON-ready.
@@ -223,7 +228,14 @@ def check_classifier_config(config: ClassifierTrainConfig) -> None:
             f"Weights file not found: {config.weights}. Pass 'imagenet' or the path of "
             f"an existing weights file."
         )
-    for option in ("image_size", "epochs", "batch_size", "head_epochs", "tta_passes"):
+    for option in (
+        "image_size",
+        "epochs",
+        "batch_size",
+        "head_epochs",
+        "tta_passes",
+        "ensemble_members",
+    ):
         value = getattr(config, option)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{option} must be a positive integer; received {value!r}.")
@@ -283,15 +295,25 @@ def _class_weights(
     return weights, {config.class_names[index]: weight for index, weight in weights.items()}
 
 
+def class_weights_by_name(train: TrainingArrays, config: ClassifierTrainConfig) -> dict[str, float]:
+    """Class name -> weight of the training loss on ``train`` (all 1 when weighting is off)."""
+    return _class_weights(encode_labels(train.labels, config.class_names), config)[1]
+
+
 def build_architecture(config: ClassifierTrainConfig, weights: str | None) -> keras.Model:
-    """The configured classifier, built with ``weights`` (None: random initialisation)."""
-    return build_classifier(
-        config.arch,
-        input_shape=config.input_shape,
-        num_classes=len(config.class_names),
-        weights=weights,
-        dropout=config.dropout,
-    )
+    """The configured classifier, built with ``weights`` (None: random initialisation).
+
+    With ``ensemble_members >= 2``, the untrained ensemble of that many members.
+    """
+    options = {
+        "input_shape": config.input_shape,
+        "num_classes": len(config.class_names),
+        "weights": weights,
+        "dropout": config.dropout,
+    }
+    if config.ensemble_members > 1:
+        return build_classifier_ensemble(config.arch, config.ensemble_members, **options)
+    return build_classifier(config.arch, **options)
 
 
 def _compile(model: keras.Model, learning_rate: float, decay_steps: int) -> None:
@@ -546,6 +568,10 @@ def train_classifier(
         ConfigError: Bad configuration, image shape or labels.
         ModelError: Missing or incompatible weights file.
     """
+    if config.ensemble_members > 1:
+        from utils.training.ensemble import train_ensemble  # it builds on this module
+
+        return train_ensemble(train, val, config, run_dir, feed_builder=feed_builder)
     labels, class_weight, weights_by_name = _prepare(train, config)
     _check_arrays(val, config)
     val_labels = encode_labels(val.labels, config.class_names)
@@ -685,9 +711,55 @@ def train_final_classifier(
         ConfigError: Bad configuration, image shape or labels.
         ModelError: Missing or incompatible weights file.
     """
-    labels, class_weight, weights_by_name = _prepare(arrays, config)
+    weights_by_name = class_weights_by_name(arrays, config)
     if temperature is None:
         temperature = _cv_temperature(run_dir.parent / "cv.json")
+    member_epochs = None
+    if config.ensemble_members > 1:
+        from utils.training.ensemble import fit_ensemble_on_all_data  # builds on this module
+
+        model, member_epochs, deadline_hit = fit_ensemble_on_all_data(
+            arrays, config, run_dir, feed_builder=feed_builder
+        )
+        epochs_run = max(member_epochs)
+        if deadline_hit:
+            LOGGER.warning("deadline: final ensemble incomplete; rerun to resume it")
+            return model, temperature
+    else:
+        model, epochs_run, deadline_hit = fit_on_all_data(arrays, config, run_dir, feed_builder)
+    export_classifier(model, config).save(run_dir / "model.keras")
+    write_json(
+        run_dir / "final.json",
+        {
+            "task": "classification",
+            "architecture": config.arch,
+            "input_shape": list(config.input_shape),
+            "class_names": list(config.class_names),
+            "temperature": temperature,
+            "class_weights": weights_by_name,
+            "epochs_run": epochs_run,
+            "stopped_by_deadline": deadline_hit,
+            "ensemble_members": config.ensemble_members,
+            "member_epochs_run": member_epochs,
+            "n_images": len(arrays),
+            "config": config.to_dict(),
+        },
+    )
+    return model, temperature
+
+
+def fit_on_all_data(
+    arrays: TrainingArrays,
+    config: ClassifierTrainConfig,
+    run_dir: Path,
+    feed_builder: FeedBuilder = make_feeds,
+) -> tuple[keras.Model, int, bool]:
+    """Fit one model on every example for ``config.epochs`` (no validation, no stopping).
+
+    Returns:
+        The model, the epochs completed and whether the deadline stopped it.
+    """
+    labels, class_weight, _ = _prepare(arrays, config)
     set_global_seed(config.seed)
     # A feed builder always builds a validation feed too; a one-image stand-in is unused.
     train_feed, _ = feed_builder(
@@ -709,23 +781,7 @@ def train_final_classifier(
         class_weight=class_weight,
         steps_per_epoch=int(np.ceil(len(arrays) / config.batch_size)),
     )
-    export_classifier(model, config).save(run_dir / "model.keras")
-    write_json(
-        run_dir / "final.json",
-        {
-            "task": "classification",
-            "architecture": config.arch,
-            "input_shape": list(config.input_shape),
-            "class_names": list(config.class_names),
-            "temperature": temperature,
-            "class_weights": weights_by_name,
-            "epochs_run": epochs_run,
-            "stopped_by_deadline": deadline_hit,
-            "n_images": len(arrays),
-            "config": config.to_dict(),
-        },
-    )
-    return model, temperature
+    return model, epochs_run, deadline_hit
 
 
 def export_classifier(model: keras.Model, config: ClassifierTrainConfig) -> keras.Model:

@@ -36,7 +36,8 @@ from utils.training.classification import (
     build_architecture,
     logit_function,
 )
-from utils.training.common import describe_training_data, grouped_cv_folds
+from utils.training.common import describe_training_data, grouped_cv_folds, mean_and_sd
+from utils.training.ensemble import MEMBER_REPORT_KEYS
 
 LOGGER = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def build_classifier_card(
     first_fold = cv["folds"][0] if cv["folds"] else {}
     card = {
         "task": "classification",
-        "architecture": final["architecture"],
+        "architecture": _architecture_text(final),
         "input_shape": final["input_shape"],
         "class_names": final["class_names"],
         "temperature": final["temperature"],
@@ -166,8 +167,42 @@ def build_classifier_card(
             "config": config,
         },
     }
+    if final.get("ensemble_members", 1) > 1:
+        card["ensemble"] = ensemble_card_section(cv, final)
     card.update(fields)
     return card
+
+
+def _architecture_text(final: dict[str, Any]) -> str:
+    members = final.get("ensemble_members", 1)
+    if members <= 1:
+        return final["architecture"]
+    return f"{final['architecture']} deep ensemble of {members} (logits averaged)"
+
+
+def ensemble_card_section(cv: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+    """How the ensemble was made, and its members' own CV metrics beside the ensemble's.
+
+    The members' rows come from each fold's ``members`` report (see
+    :func:`utils.training.ensemble.train_ensemble`): every member of every fold is
+    scored on that fold's held-out images, without the others.
+    """
+    seed = final["config"]["seed"]
+    members = final["ensemble_members"]
+    rows = [member for fold in cv["folds"] for member in fold.get("members", [])]
+    single = {
+        key: mean_and_sd([row[key] for row in rows if row.get(key) is not None])
+        for key in MEMBER_REPORT_KEYS
+    }
+    return {
+        "members": members,
+        "seeds": list(range(seed, seed + members)),
+        "method": "each member is the same architecture trained independently on the same "
+        "folds with its own seed (initialisation, shuffling, augmentation); the shipped "
+        "model averages their logits, then applies one temperature",
+        "single_member_cv": {"what": "each member alone, every fold", **single},
+        "ensemble_cv": {key: cv["summary"].get(key) for key in MEMBER_REPORT_KEYS},
+    }
 
 
 def ship_classifier(
