@@ -31,6 +31,7 @@ __all__ = [
     "TEMPERATURE_BOUNDS",
     "TTA_BRIGHTNESS_DELTA",
     "TTA_CONTRAST_DELTA",
+    "TTA_MAX_IMAGES_PER_CALL",
     "TTA_MAX_SHIFT_FRACTION",
     "ReliabilityBins",
     "TTAResult",
@@ -56,6 +57,8 @@ TTA_BRIGHTNESS_DELTA = 0.05
 TTA_CONTRAST_DELTA = 0.1
 #: Largest shift of a TTA pass, as a fraction of the image height / width.
 TTA_MAX_SHIFT_FRACTION = 0.05
+#: Most images :func:`tta_predict` hands ``predict_fn`` at once (passes stacked).
+TTA_MAX_IMAGES_PER_CALL = 64
 #: Refer when the calibrated top-class probability is below this.
 REFER_MIN_CONFIDENCE = 0.6
 #: Refer when the TTA predictive entropy (normalised to [0, 1]) is above this.
@@ -397,8 +400,10 @@ def tta_predict(
 
     Args:
         predict_fn: Maps a float32 (N, H, W, C) batch in [0, 1] to (N, C)
-            probabilities, e.g. ``lambda x: apply_temperature(logit_fn(x), T)``; it is
-            called ``n_augment`` times on the whole batch, so batch inside it if needed.
+            probabilities, e.g. ``lambda x: apply_temperature(logit_fn(x), T)``. It
+            gets the passes stacked along the batch axis, as many whole passes per
+            call as fit in :data:`TTA_MAX_IMAGES_PER_CALL` images (at least one), so
+            batch inside it if needed.
         images: (N, H, W, C) float images in [0, 1].
         n_augment: Number of passes (>= 1), the unmodified one included.
         seed: Seed of the augmentations, for reproducible results.
@@ -427,17 +432,24 @@ def tta_predict(
         )
     images = images.astype(np.float32)
     rng = np.random.default_rng(seed)
+    batches = [
+        images if index == 0 else _augment(images, index % 2 == 1, rng)
+        for index in range(n_augment)
+    ]
+    # Few images (one analysis): all passes in one call, so a compiled model runs one
+    # batch instead of n_augment tiny ones; many images: one pass per call (memory).
+    per_call = max(1, TTA_MAX_IMAGES_PER_CALL // len(images))
     passes = []
-    for index in range(n_augment):
-        batch = images if index == 0 else _augment(images, index % 2 == 1, rng)
-        probs = np.asarray(predict_fn(batch), dtype=np.float64)
-        if probs.ndim != 2 or probs.shape[0] != len(images):
+    for start in range(0, n_augment, per_call):
+        stack = np.concatenate(batches[start : start + per_call])
+        probs = np.asarray(predict_fn(stack), dtype=np.float64)
+        if probs.ndim != 2 or probs.shape[0] != len(stack):
             raise ConfigError(
-                f"predict_fn must return (N, C) probabilities with N = {len(images)}; "
-                f"returned shape {probs.shape}."
+                f"predict_fn must return (N, C) probabilities, one row per input image, "
+                f"with N = {len(stack)}; returned shape {probs.shape}."
             )
         _check_probabilities(probs, "predict_fn output")
-        passes.append(probs)
+        passes.extend(np.split(probs, len(stack) // len(images)))
     pass_probs = np.stack(passes)
     mean_probs = pass_probs.mean(axis=0)
     top = mean_probs.argmax(axis=1)

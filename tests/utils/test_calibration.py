@@ -7,6 +7,7 @@ from scipy.special import softmax
 from utils.calibration import (
     REFER_MAX_ENTROPY,
     REFER_MIN_CONFIDENCE,
+    TTA_MAX_IMAGES_PER_CALL,
     TTAResult,
     apply_temperature,
     cross_fitted_probabilities,
@@ -181,11 +182,28 @@ def test_tta_passes_augmented_images_in_range(images: np.ndarray) -> None:
         return _toy_predict(batch)
 
     tta_predict(recording_predict, images, n_augment=5, seed=0)
-    assert len(seen) == 5
-    for batch in seen:
-        assert batch.shape == images.shape and batch.dtype == np.float32
-        assert batch.min() >= 0 and batch.max() <= 1
-    assert any(not np.array_equal(batch, images) for batch in seen[1:])
+    # Few images: the 5 passes arrive stacked in one call, the plain batch first.
+    assert len(seen) == 1
+    stack = seen[0]
+    assert stack.shape == (5 * len(images), *images.shape[1:]) and stack.dtype == np.float32
+    assert stack.min() >= 0 and stack.max() <= 1
+    passes = np.split(stack, 5)
+    np.testing.assert_array_equal(passes[0], images)
+    assert any(not np.array_equal(batch, images) for batch in passes[1:])
+
+
+def test_tta_passes_one_pass_per_call_when_the_stack_would_be_large(images: np.ndarray) -> None:
+    many = np.repeat(images, -(-TTA_MAX_IMAGES_PER_CALL // len(images)), axis=0)
+    sizes = []
+
+    def recording_predict(batch: np.ndarray) -> np.ndarray:
+        sizes.append(len(batch))
+        return _toy_predict(batch)
+
+    stacked = tta_predict(recording_predict, many, n_augment=3, seed=0)
+    assert sizes == [len(many)] * 3
+    few = tta_predict(_toy_predict, many[:1], n_augment=3, seed=0)
+    np.testing.assert_allclose(few.pass_probs[:, 0], stacked.pass_probs[:, 0], atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +214,12 @@ def test_tta_passes_augmented_images_in_range(images: np.ndarray) -> None:
         (_toy_predict, np.zeros((8, 8, 1)), {}, r"\(N, H, W, C\)"),
         (_toy_predict, np.zeros((2, 8, 8, 1)), {"n_augment": 0}, "n_augment"),
         (lambda x: np.zeros((len(x), 3)) + 5.0, np.zeros((2, 8, 8, 1)), {}, "not logits"),
-        (lambda x: np.full((1, 3), 1 / 3), np.zeros((2, 8, 8, 1)), {}, "N = 2"),
+        (
+            lambda x: np.full((1, 3), 1 / 3),
+            np.zeros((2, 8, 8, 1)),
+            {},
+            "one row per input image, with N = 16",
+        ),
     ],
 )
 def test_tta_rejects_bad_input(predict, batch, kwargs: dict, message: str) -> None:
