@@ -692,6 +692,8 @@ def train_final_classifier(
     There is no validation data left, so there is no early stopping and no
     calibration set; the temperature comes from cross-validation (the mean of the
     per-fold temperatures in ``run_dir.parent / "cv.json"``, 1.0 without one).
+    With ``ensemble_members >= 2`` every member trains in ``run_dir/member_<m>/`` and
+    the assembled ensemble is exported (nothing is exported until all members are done).
 
     Writes ``run_dir / "model.keras"`` (float32, uncompiled) and ``run_dir /
     "final.json"`` (temperature, class names and weights, input shape, configuration:
