@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,6 +72,45 @@ def _finish_member(model: keras.Model, folder: Path, info: dict) -> None:
     write_json(folder / MEMBER_DONE, info)
 
 
+#: ``(member settings, member folder) -> (model, member.json info, deadline hit)``.
+MemberFit = Callable[[ClassifierTrainConfig, Path], tuple[keras.Model, dict, bool]]
+
+
+def _train_members(
+    config: ClassifierTrainConfig, run_dir: Path, fit_member: MemberFit
+) -> tuple[keras.Model, list[dict], bool]:
+    """Fit (or reload) every member in turn, then assemble them.
+
+    Returns:
+        The ensemble (or, if the deadline stopped a member, the members so far; a
+        single model when only the first exists), each member's info, and whether the
+        deadline stopped training.
+    """
+    members: list[keras.Model] = []
+    infos: list[dict] = []
+    for index in range(config.ensemble_members):
+        settings, folder = member_config(config, index), member_dir(run_dir, index)
+        finished = _finished_member(settings, folder)
+        if finished is None:
+            LOGGER.info(
+                "ensemble member %d/%d (seed %d)", index + 1, config.ensemble_members, settings.seed
+            )
+            model, info, deadline_hit = fit_member(settings, folder)
+            info = {"member": index, "seed": settings.seed, **info}
+            if deadline_hit:
+                members.append(model)
+                infos.append(info)
+                break
+            _finish_member(model, folder, info)
+            finished = model, info
+        members.append(finished[0])
+        infos.append(finished[1])
+    complete = len(members) == config.ensemble_members
+    if len(members) == 1:
+        return members[0], infos, not complete
+    return assemble_ensemble(members, f"{config.arch}_ensemble"), infos, not complete
+
+
 def train_ensemble(
     train: TrainingArrays,
     val: TrainingArrays,
@@ -96,32 +136,15 @@ def train_ensemble(
         member, ``stopped_by_deadline`` is set and the ensemble holds the members
         trained so far (a rerun resumes).
     """
-    members: list[keras.Model] = []
-    infos: list[dict] = []
     started = time.perf_counter()
-    deadline_hit = False
-    for index in range(config.ensemble_members):
-        settings, folder = member_config(config, index), member_dir(run_dir, index)
-        finished = _finished_member(settings, folder)
-        if finished is None:
-            LOGGER.info(
-                "ensemble member %d/%d (seed %d)", index + 1, config.ensemble_members, settings.seed
-            )
-            trained = train_classifier(train, val, settings, folder, feed_builder=feed_builder)
-            info = {"member": index, "seed": settings.seed, "epochs_run": trained.epochs_run}
-            info |= {key: trained.validation.get(key) for key in MEMBER_REPORT_KEYS}
-            if trained.stopped_by_deadline:
-                members.append(trained.model)
-                infos.append(info)
-                deadline_hit = True
-                break
-            _finish_member(trained.model, folder, info)
-            finished = trained.model, info
-        members.append(finished[0])
-        infos.append(finished[1])
-    model = (
-        members[0] if len(members) == 1 else assemble_ensemble(members, f"{config.arch}_ensemble")
-    )
+
+    def fit_member(settings: ClassifierTrainConfig, folder: Path) -> tuple[keras.Model, dict, bool]:
+        trained = train_classifier(train, val, settings, folder, feed_builder=feed_builder)
+        info = {"epochs_run": trained.epochs_run}
+        info |= {key: trained.validation.get(key) for key in MEMBER_REPORT_KEYS}
+        return trained.model, info, trained.stopped_by_deadline
+
+    model, infos, deadline_hit = _train_members(config, run_dir, fit_member)
     if not deadline_hit:
         model.save_weights(run_dir / "best.weights.h5")
     temperature, report = calibrate_and_evaluate(model, val, config)
@@ -151,27 +174,10 @@ def fit_ensemble_on_all_data(
         single model when only the first exists), each member's epochs, and whether the
         deadline stopped training.
     """
-    members: list[keras.Model] = []
-    epochs: list[int] = []
-    for index in range(config.ensemble_members):
-        settings, folder = member_config(config, index), member_dir(run_dir, index)
-        finished = _finished_member(settings, folder)
-        if finished is None:
-            LOGGER.info("final ensemble member %d/%d", index + 1, config.ensemble_members)
-            model, epochs_run, deadline_hit = fit_on_all_data(
-                arrays, settings, folder, feed_builder
-            )
-            members.append(model)
-            epochs.append(epochs_run)
-            if deadline_hit:
-                break
-            _finish_member(
-                model, folder, {"member": index, "seed": settings.seed, "epochs_run": epochs_run}
-            )
-            continue
-        members.append(finished[0])
-        epochs.append(int(finished[1]["epochs_run"]))
-    complete = len(members) == config.ensemble_members
-    if len(members) == 1:
-        return members[0], epochs, not complete
-    return assemble_ensemble(members, f"{config.arch}_ensemble"), epochs, not complete
+
+    def fit_member(settings: ClassifierTrainConfig, folder: Path) -> tuple[keras.Model, dict, bool]:
+        model, epochs_run, deadline_hit = fit_on_all_data(arrays, settings, folder, feed_builder)
+        return model, {"epochs_run": epochs_run}, deadline_hit
+
+    model, infos, deadline_hit = _train_members(config, run_dir, fit_member)
+    return model, [int(info["epochs_run"]) for info in infos], deadline_hit
