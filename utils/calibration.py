@@ -432,16 +432,18 @@ def tta_predict(
         )
     images = images.astype(np.float32)
     rng = np.random.default_rng(seed)
-    batches = [
-        images if index == 0 else _augment(images, index % 2 == 1, rng)
-        for index in range(n_augment)
-    ]
     # Few images (one analysis): all passes in one call, so a compiled model runs one
-    # batch instead of n_augment tiny ones; many images: one pass per call (memory).
+    # batch instead of n_augment tiny ones; many images: one pass per call, and only
+    # that call's passes exist at a time (memory). Passes draw from rng in order.
     per_call = max(1, TTA_MAX_IMAGES_PER_CALL // len(images))
     passes = []
     for start in range(0, n_augment, per_call):
-        stack = np.concatenate(batches[start : start + per_call])
+        stack = np.concatenate(
+            [
+                images if index == 0 else _augment(images, index % 2 == 1, rng)
+                for index in range(start, min(start + per_call, n_augment))
+            ]
+        )
         probs = np.asarray(predict_fn(stack), dtype=np.float64)
         if probs.ndim != 2 or probs.shape[0] != len(stack):
             raise ConfigError(
