@@ -18,6 +18,11 @@ Examples::
     python -m utils.train patch --dataset pcam --data /data/pcam --arch compact_cnn \\
         --folds 5 --out runs/pcam --export
 
+    # one model averaging a plain run and a mask-guided run (both finished, same folds)
+    python -m utils.train combine --data ../shared/datasets/busi --plain-run runs/cls \
+        --mask-guided-run runs/cls_mg --mask-guided-from runs/seg_cv96 --out runs/cls_both \
+        --folds --final
+
     # resume after a crash: run the same command again (state is in --out)
 """
 
@@ -168,6 +173,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="the run is mask-guided: the segmenter CV run its folds took their masks from",
+    )
+    combine = tasks.add_parser(
+        "combine",
+        help="one mask-guided model whose head averages a plain run and a mask-guided run",
+    )
+    _add_data_options(combine)
+    combine.add_argument("--plain-run", type=Path, required=True, help="plain classify run")
+    combine.add_argument(
+        "--mask-guided-run",
+        type=Path,
+        required=True,
+        help="classify --mask-guided-from run on the same data, image size, folds and seed",
+    )
+    combine.add_argument(
+        "--mask-guided-from",
+        type=Path,
+        required=True,
+        help="the segmenter CV run the mask-guided run took its masks from",
+    )
+    combine.add_argument("--folds", action="store_true", help="combine and score every CV fold")
+    combine.add_argument(
+        "--final", action="store_true", help="compose the two runs' final models into OUT/final"
     )
     attach = tasks.add_parser(
         "attach-cv",
@@ -436,6 +463,30 @@ def run_ship_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_combine(args: argparse.Namespace) -> int:
+    """CV and/or final model of a combined head (:mod:`utils.training.combine`)."""
+    import json
+
+    from utils.training.combine import combine_final, cross_validate_combined
+
+    if not args.folds and not args.final:
+        raise ConfigError("combine needs --folds and/or --final.")
+    if args.folds:
+        cv_path = args.mask_guided_run / "cv.json"
+        if not cv_path.is_file():
+            raise ConfigError(f"{cv_path} is missing: --mask-guided-run must be a finished run.")
+        image_size = int(json.loads(cv_path.read_text())["config"]["image_size"])
+        arrays = _load_arrays(args, image_size=image_size, channels=1, with_masks=False)
+        summary = cross_validate_combined(
+            arrays, args.plain_run, args.mask_guided_run, args.mask_guided_from, args.out
+        )
+        LOGGER.info("combined CV summary: %s", summary["summary"])
+    if args.final:
+        combine_final(args.plain_run, args.mask_guided_run, args.out)
+        LOGGER.info("final combined model in %s", args.out / "final")
+    return 0
+
+
 def run_attach_cv(args: argparse.Namespace) -> int:
     """Write ``--out/cv.json``'s summary into the card of ``--bundle`` under ``--key``."""
     import json
@@ -530,6 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_patch(args)
         if args.task == "attach-cv":
             return run_attach_cv(args)
+        if args.task == "combine":
+            return run_combine(args)
         if args.task == "nuclei":
             from utils.training.nuclei_cli import run_nuclei
 

@@ -23,6 +23,7 @@ from keras import layers, ops
 
 from utils.errors import ModelError
 from utils.models.classification import LOGITS_LAYER
+from utils.models.graph import replay_copies
 
 __all__ = [
     "FRONT_END_OUTPUT",
@@ -82,18 +83,6 @@ class LesionView(layers.Layer):
         return {**super().get_config(), "threshold": self.threshold, "pool_size": self.pool_size}
 
 
-def _apply_copy(layer: layers.Layer, inputs: keras.KerasTensor) -> keras.KerasTensor:
-    """Apply a fresh copy of ``layer`` (same config and weights) to ``inputs``.
-
-    A copy, not the layer itself: a layer used by two models has two graph nodes, and
-    Grad-CAM reads ``layer.output``, which is the first one's.
-    """
-    copy = layer.__class__.from_config(layer.get_config())
-    outputs = copy(inputs)
-    copy.set_weights(layer.get_weights())
-    return outputs
-
-
 def _shrink(x: keras.KerasTensor, side: int, head_size: int, what: str) -> keras.KerasTensor:
     """Average-pool by the whole factor, then bilinear to ``head_size``.
 
@@ -148,43 +137,33 @@ def build_mask_guided_classifier(
 ) -> keras.Model:
     """One model: full-size image -> front end -> the trained head's class probabilities.
 
-    The head's layers are copied onto the front end's output in order, so every head
-    layer keeps its name (``stage4_relu2``, ``logits``...) at the top level of the
-    model, where Grad-CAM and :func:`~utils.models.classification.logits_model` find it.
+    The head's layers are copied onto the front end's output, following the head's
+    graph (a chain such as ``compact_cnn`` or a branching head such as an ensemble), so
+    every head layer keeps its name (``stage4_relu2``, ``ensemble_features``,
+    ``logits``...) at the top level of the model, where Grad-CAM and
+    :func:`~utils.models.classification.logits_model` find it.
 
     Args:
         segmenter: See :func:`build_mask_guided_front_end`.
-        head: A trained chain-shaped classifier (e.g. ``compact_cnn``) taking
-            (s, s, 3) inputs.
+        head: A trained single-input classifier taking (s, s, 3) inputs.
         threshold: Lesion threshold of the lesion view.
 
     Returns:
         A model named ``mask_guided_<head name>``.
 
     Raises:
-        ModelError: The head does not take three channels, or is not a chain of layers
-            (the composed model would not reproduce it).
+        ModelError: The head does not take square three-channel inputs, or the composed
+            model does not reproduce it.
     """
     head_shape = tuple(head.input_shape[1:])
-    if len(head_shape) != 3 or head_shape[-1] != 3 or head_shape[0] != head_shape[1]:
+    square = len(head_shape) == 3 and head_shape[0] == head_shape[1] and head_shape[-1] == 3
+    if len(head.inputs) != 1 or not square:
         raise ModelError(f"The head must take square (s, s, 3) inputs; it takes {head_shape}.")
     front_end = build_mask_guided_front_end(segmenter, head_shape[0], threshold)
-    x = front_end.output
-    try:
-        for layer in head.layers[1:]:
-            x = _apply_copy(layer, x)
-    except (ValueError, TypeError) as error:  # a branching head cannot be replayed
-        raise _not_a_chain(head) from error
-    model = keras.Model(front_end.input, x, name=f"mask_guided_{head.name}")
+    outputs = replay_copies(head, front_end.output)
+    model = keras.Model(front_end.input, outputs, name=f"mask_guided_{head.name}")
     _check_reproduces_head(model, front_end, head)
     return model
-
-
-def _not_a_chain(head: keras.Model) -> ModelError:
-    return ModelError(
-        f"The head {head.name!r} is not a chain of layers, so it cannot be composed with "
-        "the mask-guided front end; use a chain-shaped head such as compact_cnn."
-    )
 
 
 def _check_reproduces_head(model: keras.Model, front_end: keras.Model, head: keras.Model) -> None:
@@ -194,7 +173,19 @@ def _check_reproduces_head(model: keras.Model, front_end: keras.Model, head: ker
     expected = head.predict(front_end.predict(batch, verbose=0), verbose=0)
     got = model.predict(batch, verbose=0)
     if not np.allclose(got, expected, atol=1e-4):
-        raise _not_a_chain(head)
+        raise ModelError(
+            f"Composing the head {head.name!r} with the mask-guided front end changed its "
+            f"outputs (max difference {float(np.max(np.abs(got - expected))):.3g})."
+        )
+
+
+def _head_graph(model: keras.Model, *, to_logits: bool = False) -> keras.Model | None:
+    """The composed model's own head layers, from the front end's output (shared weights)."""
+    if FRONT_END_OUTPUT not in {layer.name for layer in model.layers}:
+        return None
+    cut = model.get_layer(FRONT_END_OUTPUT).output
+    end = model.get_layer(LOGITS_LAYER).output if to_logits else model.outputs[0]
+    return keras.Model(cut, end, name="mask_guided_head")
 
 
 def split_mask_guided(
@@ -212,19 +203,12 @@ def split_mask_guided(
     Returns:
         ``(front_end, head)``, or ``None`` when ``model`` is not mask-guided.
     """
-    names = [layer.name for layer in model.layers]
-    if FRONT_END_OUTPUT not in names:
+    head = _head_graph(model, to_logits=to_logits)
+    if head is None:
         return None
     cut = model.get_layer(FRONT_END_OUTPUT)
     front_end = keras.Model(model.inputs[0], cut.output, name="mask_guided_front_end")
-    head_input = keras.Input(shape=tuple(cut.output.shape[1:]), name="head_input")
-    x = head_input
-    # Every layer after the cut is the head's chain (build_mask_guided_classifier).
-    for layer in model.layers[names.index(FRONT_END_OUTPUT) + 1 :]:
-        x = layer(x)
-        if to_logits and layer.name == LOGITS_LAYER:
-            break
-    return front_end, keras.Model(head_input, x, name="mask_guided_head")
+    return front_end, head
 
 
 def build_mask_guided_mixer(model: keras.Model) -> keras.Model | None:
@@ -272,12 +256,8 @@ def mask_guided_head_copy(model: keras.Model) -> keras.Model | None:
     Returns:
         The head (head input -> class probabilities), or ``None`` when not mask-guided.
     """
-    names = [layer.name for layer in model.layers]
-    if FRONT_END_OUTPUT not in names:
+    head = _head_graph(model)
+    if head is None:
         return None
-    cut = model.get_layer(FRONT_END_OUTPUT)
-    head_input = keras.Input(shape=tuple(cut.output.shape[1:]), name="head_input")
-    x = head_input
-    for layer in model.layers[names.index(FRONT_END_OUTPUT) + 1 :]:
-        x = _apply_copy(layer, x)
-    return keras.Model(head_input, x, name="mask_guided_head")
+    head_input = keras.Input(shape=tuple(head.input_shape[1:]), name="head_input")
+    return keras.Model(head_input, replay_copies(head, head_input), name="mask_guided_head")

@@ -72,10 +72,7 @@ def out_of_fold_probabilities(
     labels = encode_labels(arrays.labels, config.class_names)
     probabilities = np.zeros((len(arrays), len(config.class_names)))
     for fold, (_, val_idx) in enumerate(grouped_cv_folds(arrays, n_folds, config.seed)):
-        weights = cv_dir / f"fold_{fold}" / "best.weights.h5"
-        if not weights.exists():
-            raise ConfigError(f"Fold {fold} has no weights at {weights}; finish the CV first.")
-        model = _model_from_weights(config, weights)
+        model = load_fold_model(config, cv_dir / f"fold_{fold}")
         raw = arrays.images[val_idx] if fold_inputs is None else fold_inputs(fold, val_idx)
         images = raw.astype(np.float32) / 255.0
         logits = logit_function(model, config.input_shape, config.batch_size)(images)
@@ -86,7 +83,14 @@ def out_of_fold_probabilities(
     return probabilities, labels
 
 
-def _model_from_weights(config: ClassifierTrainConfig, weights: Path) -> keras.Model:
+def load_fold_model(config: ClassifierTrainConfig, fold_dir: Path) -> keras.Model:
+    """The fold's whole saved model (a combined run), else the architecture + its weights."""
+    if (fold_dir / "model.keras").is_file():
+        return keras.models.load_model(fold_dir / "model.keras", compile=False)
+    weights = fold_dir / "best.weights.h5"
+    if not weights.exists():
+        fold = fold_dir.name.removeprefix("fold_")
+        raise ConfigError(f"Fold {fold} has no weights at {weights}; finish the CV first.")
     model = build_architecture(config, None)
     model.load_weights(weights)
     return model
@@ -169,6 +173,8 @@ def build_classifier_card(
     }
     if final.get("ensemble_members", 1) > 1:
         card["ensemble"] = ensemble_card_section(cv, final)
+    if "combined" in final:
+        card["combined"] = combined_card_section(cv, final)
     card.update(fields)
     return card
 
@@ -202,6 +208,33 @@ def ensemble_card_section(cv: dict[str, Any], final: dict[str, Any]) -> dict[str
         "model averages their logits, then applies one temperature",
         "single_member_cv": {"what": "each member alone, every fold", **single},
         "ensemble_cv": {key: cv["summary"].get(key) for key in MEMBER_REPORT_KEYS},
+    }
+
+
+def combined_card_section(cv: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+    """A combined model's members and each one's own CV metrics beside the whole's.
+
+    See :mod:`utils.training.combine`; each fold's ``members`` report scores both
+    members on that fold's held-out images.
+    """
+    rows = [member for fold in cv["folds"] for member in fold.get("members", [])]
+    names = list(dict.fromkeys(row["member"] for row in rows))
+    per_member = {
+        name: {
+            key: mean_and_sd([row[key] for row in rows if row["member"] == name])
+            for key in MEMBER_REPORT_KEYS
+        }
+        for name in names
+    }
+    return {
+        "method": "one head on the mask-guided input averages the calibrated logits "
+        "(logits / the member's own CV temperature) of a grey-scale classifier, which reads "
+        "the image channel, and a mask-guided head, which reads all three channels; one "
+        "temperature is then fitted on the average. The members are the two runs' own "
+        "fold models (CV) and final models (shipped): nothing is retrained",
+        "members": final["combined"]["members"],
+        "member_cv": per_member,
+        "combined_cv": {key: cv["summary"].get(key) for key in MEMBER_REPORT_KEYS},
     }
 
 

@@ -12,6 +12,7 @@ from utils.explain import explainer_for
 from utils.models.classification import build_classifier, last_conv_layer_name, logits_model
 from utils.models.ensemble import (
     ENSEMBLE_FEATURES_LAYER,
+    SelectChannels,
     assemble_ensemble,
     build_classifier_ensemble,
     member_prefix,
@@ -104,3 +105,46 @@ def test_bad_members_are_refused(members) -> None:
     headless = keras.Model(inputs, layers.Dense(3)(layers.Flatten()(inputs)), name="bare")
     with pytest.raises(ModelError, match=r"member 1 \('bare'\) lacks the shared classifier head"):
         assemble_ensemble([members[0], headless])
+
+
+def test_members_can_read_different_channels_with_weights(members, batch) -> None:
+    keras.utils.set_random_seed(1)
+    guided = build_classifier("compact_cnn", input_shape=(32, 32, 3), num_classes=3)
+    shared = np.concatenate([batch, batch[..., ::-1] * 0.5, 1.0 - batch], axis=-1)
+    mixed = assemble_ensemble(
+        [members[0], guided], member_channels=[(0,), (0, 1, 2)], member_weights=[3.0, 1.0]
+    )
+    assert mixed.input_shape == (None, 32, 32, 3)
+    assert isinstance(mixed.get_layer("member0_channels"), SelectChannels)
+    assert "member1_channels" not in {layer.name for layer in mixed.layers}  # reads all
+    expected = 0.75 * _logits(members[0], batch) + 0.25 * _logits(guided, shared)
+    np.testing.assert_allclose(_logits(mixed, shared), expected, atol=1e-5)
+    # A member may itself be an ensemble (its logits are one member's logits).
+    nested = assemble_ensemble(
+        [assemble_ensemble(members[:2]), guided], member_channels=[(0,), (0, 1, 2)]
+    )
+    inner = np.mean([_logits(member, batch) for member in members[:2]], axis=0)
+    np.testing.assert_allclose(
+        _logits(nested, shared), (inner + _logits(guided, shared)) / 2, atol=1e-5
+    )
+    assert last_conv_layer_name(nested) == ENSEMBLE_FEATURES_LAYER
+    restored = SelectChannels.from_config(SelectChannels((2, 0), name="pick").get_config())
+    assert (restored.channels, restored.name) == ((2, 0), "pick")
+
+
+def test_bad_channel_maps_and_weights_are_refused(members) -> None:
+    guided = build_classifier("compact_cnn", input_shape=(32, 32, 3), num_classes=3)
+    pair = [members[0], guided]
+    with pytest.raises(ConfigError, match=r"each of the 2 members; received 1 entries"):
+        assemble_ensemble(pair, member_channels=[(0,)])
+    with pytest.raises(ConfigError, match=r"Member 1 takes 3 channel\(s\).*received \[0, 1\]"):
+        assemble_ensemble(pair, member_channels=[(0,), (0, 1)])
+    with pytest.raises(ConfigError, match=r"Member 0 takes 1 channel\(s\).*received \[-1\]"):
+        assemble_ensemble(pair, member_channels=[(-1,), (0, 1, 2)])
+    other_size = build_classifier("compact_cnn", input_shape=(48, 48, 3), num_classes=3)
+    with pytest.raises(ModelError, match=r"one image size; received \[\(32, 32\), \(48, 48\)\]"):
+        assemble_ensemble([members[0], other_size], member_channels=[(0,), (0, 1, 2)])
+    with pytest.raises(ConfigError, match=r"2 positive numbers; received \[1.0, 0.0\]"):
+        assemble_ensemble(members[:2], member_weights=[1.0, 0.0])
+    with pytest.raises(ConfigError, match=r"2 positive numbers; received \[1.0\]"):
+        assemble_ensemble(members[:2], member_weights=[1.0])

@@ -98,15 +98,41 @@ def test_a_model_that_is_not_a_segmenter_is_rejected(tiny_head: keras.Model) -> 
         build_mask_guided_front_end(tiny_head, 16, 0.5)
 
 
-def test_a_branching_head_is_rejected(tiny_segmenter: keras.Model) -> None:
+def test_a_branching_head_composes_splits_and_copies(tiny_segmenter: keras.Model) -> None:
     inputs = keras.Input((16, 16, 3), name="input")
     left = layers.Conv2D(3, 3, padding="same", name="left")(inputs)
     right = layers.Conv2D(3, 1, name="right")(inputs)
     x = layers.Add(name="merge")([left, right])
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     head = keras.Model(inputs, layers.Dense(3, activation="softmax", name="logits")(x))
-    with pytest.raises(ModelError, match="not a chain of layers"):
-        build_mask_guided_classifier(tiny_segmenter, head, 0.5)
+    model = build_mask_guided_classifier(tiny_segmenter, head, 0.5)
+    assert {"left", "right", "merge", "logits"} <= {layer.name for layer in model.layers}
+    batch = np.random.default_rng(4).uniform(0, 1, (2, 32, 32, 1)).astype(np.float32)
+    stacked = build_mask_guided_front_end(tiny_segmenter, 16, 0.5).predict(batch, verbose=0)
+    expected = head.predict(stacked, verbose=0)
+    np.testing.assert_allclose(model.predict(batch, verbose=0), expected, atol=1e-5)
+    front_end, split_head = split_mask_guided(model)
+    np.testing.assert_allclose(
+        split_head.predict(front_end.predict(batch, verbose=0), verbose=0), expected, atol=1e-5
+    )
+    copy = mask_guided_head_copy(model)
+    assert copy.get_layer("merge") is not model.get_layer("merge")  # fresh layers
+    np.testing.assert_allclose(copy.predict(stacked, verbose=0), expected, atol=1e-5)
+
+
+def test_a_head_that_does_not_survive_composition_is_rejected(
+    tiny_segmenter: keras.Model, tiny_head: keras.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulate a replay that loses the trained weights (e.g. a layer whose config drops
+    # state): the composed model must be refused, not shipped silently wrong.
+    from utils.models import mask_guided
+
+    def forget_weights(head: keras.Model, inputs: keras.KerasTensor) -> keras.KerasTensor:
+        return keras.models.clone_model(head)(inputs)
+
+    monkeypatch.setattr(mask_guided, "replay_copies", forget_weights)
+    with pytest.raises(ModelError, match="changed its outputs"):
+        build_mask_guided_classifier(tiny_segmenter, tiny_head, 0.5)
 
 
 def test_split_gives_front_end_and_head_that_compose_to_the_model(
