@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--segmenter-bundle",
         default="ultrasound_segmenter",
-        help="segmenter embedded in a final mask-guided model (default: ultrasound_segmenter)",
+        help="segmenter embedded in a final mask-guided model: a bundle name, or the path "
+        "of a .keras file with its card, such as a segment run's final/model.keras "
+        "(default: ultrasound_segmenter)",
     )
     baseline = tasks.add_parser(
         "baseline", help="pixel baselines (logistic regression, random forest) under grouped CV"

@@ -28,6 +28,7 @@ from utils.training.common import (
     predict_in_batches,
     run_grouped_cv,
     set_global_seed,
+    write_json,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -316,6 +317,20 @@ def train_final_segmenter(
     export_model(model, config).save(run_dir / "model.keras")
     postprocess = PostprocessConfig(
         threshold=threshold, min_component_area_fraction=config.min_component_area_fraction
+    )
+    # A minimal card beside it makes the run's model loadable by path (e.g. to embed in
+    # a mask-guided classifier: classify --final --segmenter-bundle RUN/final/model.keras).
+    write_json(
+        run_dir / "model.json",
+        {
+            "task": "segmentation",
+            "title": "final model of a training run (not a shipped bundle)",
+            "architecture": config.arch,
+            "input_shape": [config.image_size, config.image_size, 1],
+            "postprocess": asdict(postprocess),
+            "n_images": len(arrays),
+            "config": config.to_dict(),
+        },
     )
     return model, postprocess
 

@@ -8,6 +8,7 @@ import pytest
 
 from utils.augment_config import AugmentConfig
 from utils.errors import ConfigError
+from utils.inference.segmenter import LesionSegmenter
 from utils.training.arrays import TrainingArrays
 from utils.training.segmentation import (
     SegmenterTrainConfig,
@@ -40,6 +41,10 @@ def test_two_fold_cv_then_final_model(tiny_arrays: TrainingArrays, tmp_path: Pat
     reloaded = keras.saving.load_model(tmp_path / "final" / "model.keras", compile=False)
     assert reloaded.output_shape == (None, 32, 32, 1)
     assert reloaded.dtype_policy.name == "float32"
+    # The run's final model loads by path like a bundle (its minimal card beside it).
+    segmenter = LesionSegmenter.from_bundle(tmp_path / "final" / "model.keras", warm_up=False)
+    assert segmenter.threshold == pytest.approx(postprocess.threshold)
+    assert segmenter.input_shape == (32, 32, 1)
 
 
 def test_oversampling_repeats_only_the_empty_mask_images(tiny_arrays: TrainingArrays) -> None:
