@@ -67,6 +67,7 @@ _CARD_SUFFIX: Final = ".json"
 #: Modules whose import registers the custom objects of saved TumorLens models.
 _CUSTOM_OBJECT_MODULES: Final = (
     "utils.models.classification",
+    "utils.models.ensemble",
     "utils.models.losses",
     "utils.models.mask_guided",
 )

@@ -131,6 +131,20 @@ def test_load_bundle_by_name_and_by_path(models_dir: Path) -> None:
     assert available_bundles(models_dir) == ["tiny_classifier", "tiny_segmenter"]
 
 
+def test_every_module_with_custom_layers_is_imported_before_loading() -> None:
+    # A saved model naming a layer whose module was never imported cannot be loaded
+    # in a fresh process (the app, the API), even if the tests' own imports hide it.
+    from utils.inference import bundle
+
+    root = Path(bundle.__file__).resolve().parents[1]
+    registering = {
+        ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        for path in root.rglob("*.py")
+        if "register_keras_serializable" in path.read_text()
+    }
+    assert registering and registering <= set(bundle._CUSTOM_OBJECT_MODULES)
+
+
 def test_missing_bundle_lists_the_available_ones(models_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"No model file .*Available .*tiny_classifier, tiny_seg"):
         load_bundle("ultrasound_segmenter", models_dir=models_dir)
