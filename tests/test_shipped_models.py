@@ -43,20 +43,22 @@ def test_shipped_segmenter_outlines_a_dark_oval_in_speckle() -> None:
     assert result.measurements is not None and result.measurements.unit == "px"
 
 
-@pytest.mark.skipif(
-    not {"ultrasound_classifier_mask_guided", "ultrasound_segmenter"} <= set(BUNDLES),
-    reason="no shipped mask-guided classifier",
-)
-def test_mask_guided_classifier_embeds_the_shipped_segmenter() -> None:
+@pytest.mark.skipif("ultrasound_classifier" not in BUNDLES, reason="no shipped classifier")
+def test_default_classifier_is_the_combined_head_with_its_own_segmenter() -> None:
     from utils.inference.classifier import LesionClassifier
 
-    guided, card = load_bundle("ultrasound_classifier_mask_guided")
-    segmenter, _ = load_bundle("ultrasound_segmenter")
-    embedded = guided.get_layer("lesion_segmenter")
-    # The card says it embeds the shipped segmenter: true until that one is retrained.
-    for mine, shipped in zip(embedded.get_weights(), segmenter.get_weights(), strict=True):
-        np.testing.assert_array_equal(mine, shipped)
-    assert card["mask_guided"]["segmenter_threshold"] == 0.5
+    model, card = load_bundle("ultrasound_classifier")
+    # The card's members are what the model holds: grey-scale members on channel 0 and
+    # a mask-guided member, behind an embedded 96-px segmenter at the card's threshold.
+    assert [m["member"] for m in card["combined"]["members"]] == ["plain", "mask_guided"]
+    assert model.get_layer("lesion_segmenter").input_shape[1:] == (96, 96, 1)
+    assert model.get_layer("lesion_view").threshold == pytest.approx(
+        card["mask_guided"]["segmenter_threshold"], abs=1e-3
+    )
+    assert model.get_layer("member0_channels").channels == (0,)
+    assert card["cv"]["summary"]["accuracy"]["n"] == 5
     image = np.random.default_rng(0).integers(0, 255, (200, 300), dtype=np.uint8)
-    [result] = LesionClassifier.from_bundle("ultrasound_classifier_mask_guided").predict(image)
+    classifier = LesionClassifier.from_bundle("ultrasound_classifier")
+    assert classifier.is_mask_guided
+    [result] = classifier.predict(image)
     assert sum(result.probabilities.values()) == pytest.approx(1.0)

@@ -302,17 +302,40 @@ def test_the_pdf_report_has_the_probabilities_when_a_classifier_is_installed(
 
 
 def test_the_classifier_picker_runs_the_chosen_installed_classifier(
-    shipped_classifier: LesionClassifier,
+    shipped_classifier: LesionClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    choices = helpers.models.ultrasound_classifier_bundles()
-    if len(choices) < 2:
-        pytest.skip("only one ultrasound classifier is installed")
+    # A second installed classifier (a tiny one in its own folder) beside the shipped one.
+    save_classifier_bundle(tmp_path, "aaa_variant", title="Tiny variant", status="test bundle")
+    variant = LesionClassifier.from_bundle("aaa_variant", models_dir=tmp_path)
+    default = helpers.models.DEFAULT_CLASSIFIER_BUNDLE
+    shipped = {
+        name: getattr(helpers.models, name)
+        for name in ("classifier_caption", "load_classifier", "load_classifier_explainer")
+    }
+
+    def caption(name: str) -> tuple[str, str]:
+        return shipped["classifier_caption"](name, *([tmp_path] if name == "aaa_variant" else []))
+
+    def load(name: str = default) -> LesionClassifier | None:
+        return variant if name == "aaa_variant" else shipped["load_classifier"](name)
+
+    def explainer(name: str = default) -> CamExplainer | None:
+        if name == "aaa_variant":
+            return CamExplainer(variant.model)
+        return shipped["load_classifier_explainer"](name)
+
+    monkeypatch.setattr(
+        helpers.models, "ultrasound_classifier_bundles", lambda: [default, "aaa_variant"]
+    )
+    monkeypatch.setattr(helpers.models, "classifier_caption", caption)
+    monkeypatch.setattr(helpers.models, "load_classifier", load)
+    monkeypatch.setattr(helpers.models, "load_classifier_explainer", explainer)
     app = _page().run()
     picker = next(box for box in app.selectbox if box.label == "Classifier model")
-    assert picker.options[0] == helpers.models.classifier_caption(choices[0])[0]
-    picker.set_value(choices[1]).run()
+    assert picker.options[0] == caption(default)[0]
+    assert picker.options[1] == "Tiny variant"
+    picker.set_value("aaa_variant").run()
     assert not app.exception and not app.error
     assert app.get("plotly_chart")
-    assert any(
-        helpers.models.classifier_caption(choices[1])[1] == caption.value for caption in app.caption
-    )
+    assert any(widget.value == "test bundle" for widget in app.caption)
+    helpers.models.clear_analysis_caches()  # drop the tiny model's outputs
