@@ -172,6 +172,12 @@ def cross_validate_combined(
             continue
         started = time.perf_counter()
         reports = [_fold_metrics(run, fold) for run in (plain_run, guided_run)]
+        for run, report in zip((plain_run, guided_run), reports, strict=True):
+            if report.get("n_val") != len(val_idx):
+                raise ConfigError(
+                    f"Fold {fold} of {run} held out {report.get('n_val')} images but this fold "
+                    f"holds out {len(val_idx)}: the run was made on other data or folds."
+                )
         weights = calibrated_weights((reports[0]["temperature"], reports[1]["temperature"]))
         head = combined_head(
             load_fold_model(plain_config, plain_run / f"fold_{fold}"),

@@ -132,6 +132,12 @@ def test_mismatched_or_unfinished_runs_are_rejected(runs: dict[str, Path], tmp_p
     (other / "cv.json").write_text(json.dumps(cv))
     with pytest.raises(ConfigError, match=r"plain run's seed \(folds\) is 7 but the mask-guided"):
         cross_validate_combined(arrays, other, runs["guided"], runs["seg"], tmp_path / "o")
+    other_data = tmp_path / "other_data"
+    shutil.copytree(runs["plain"], other_data)
+    metrics = json.loads((other_data / "fold_0" / "metrics.json").read_text())
+    (other_data / "fold_0" / "metrics.json").write_text(json.dumps(metrics | {"n_val": 5}))
+    with pytest.raises(ConfigError, match=r"Fold 0 of .*other_data held out 5 images but"):
+        cross_validate_combined(arrays, other_data, runs["guided"], runs["seg"], tmp_path / "o1")
     unfinished = tmp_path / "unfinished"
     shutil.copytree(runs["guided"], unfinished)
     shutil.rmtree(unfinished / "final")
