@@ -42,6 +42,7 @@ from utils.models.mask_guided import (
 from utils.training.arrays import TrainingArrays
 from utils.training.classification import (
     ClassifierTrainConfig,
+    _cv_temperature,
     calibrate_and_evaluate,
     collect_classifier_cv_results,
 )
@@ -249,12 +250,7 @@ def combine_final(plain_run: Path, guided_run: Path, out_dir: Path) -> keras.Mod
     final_dir = out_dir / "final"
     final_dir.mkdir(parents=True, exist_ok=True)
     model.save(final_dir / "model.keras")
-    combined_cv = out_dir / "cv.json"
-    temperature = (
-        json.loads(combined_cv.read_text())["summary"]["temperature"]["mean"]
-        if combined_cv.is_file()
-        else 1.0
-    )
+    temperature = _cv_temperature(out_dir / "cv.json")
     members = []
     for index, (run, info) in enumerate(((plain_run, plain_info), (guided_run, guided_info))):
         members.append(
