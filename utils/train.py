@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = parser.add_subparsers(dest="task", required=True)
     segment = tasks.add_parser("segment", help="ultrasound lesion segmenter")
     _add_common_options(segment)
-    segment.add_argument("--loss", default=None, help="dice_bce | dice | focal_tversky")
+    segment.add_argument(
+        "--loss", default=None, help="dice_bce | dice_bce_presence | dice | focal_tversky"
+    )
     segment.add_argument("--base-filters", type=int, default=None)
     segment.add_argument(
         "--normal-oversample",

@@ -19,6 +19,7 @@ registered under the ``tumorlens`` package so saved ``.keras`` models reload wit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,14 +32,17 @@ __all__ = [
     "SEGMENTATION_LOSSES",
     "SEGMENTATION_METRICS",
     "DiceBCELoss",
+    "DiceBCEPresenceLoss",
     "DiceLoss",
     "FocalTverskyLoss",
     "dice_bce_loss",
+    "dice_bce_presence_loss",
     "dice_coefficient",
     "dice_loss",
     "focal_tversky_loss",
     "get_segmentation_loss",
     "iou_score",
+    "presence_loss",
 ]
 
 _PACKAGE = "tumorlens"
@@ -157,6 +161,67 @@ def dice_bce_loss(
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+def presence_loss(y_true: Any, y_pred: Any, min_area_fraction: float = 0.002) -> Any:
+    """Image-level cross-entropy of "is there a lesion?" read from the probability map.
+
+    The presence score is the mean of the image's ``k`` most probable pixels, with ``k``
+    the smallest component that post-processing keeps (``min_area_fraction`` of the
+    image, 0.002 as in :class:`utils.postprocess.PostprocessConfig`): a mask survives
+    post-processing roughly when that score passes the threshold. The target is 1 when
+    the mask has any lesion pixel, else 0.
+
+    Why: on an empty mask the per-image Dice loss is saturated near 1 whatever the
+    network does (1 / (1 + predicted area)), so its gradient vanishes, and the
+    pixel-mean BCE barely notices a small false blob. Normal images therefore hardly
+    teach the segmenter to stay silent; this term does.
+
+    Args:
+        y_true: Binary masks (N, H, W, C) with static spatial dimensions.
+        y_pred: Probabilities in [0, 1], same shape.
+        min_area_fraction: ``k`` as a fraction of the pixels per image, in (0, 1].
+
+    Returns:
+        Per-image losses, shape (N,).
+    """
+    spatial = tuple(y_pred.shape[1:])
+    if any(size is None for size in spatial):
+        raise ConfigError(
+            f"presence_loss needs images of a fixed size (static H and W); received "
+            f"shape {tuple(y_pred.shape)}."
+        )
+    pixels = math.prod(spatial)
+    y_true, y_pred = _flatten_pair(y_true, y_pred)
+    k = max(1, math.ceil(min_area_fraction * pixels))
+    top_values, _ = ops.top_k(y_pred, k, sorted=False)
+    score = ops.mean(top_values, axis=1)
+    has_lesion = ops.cast(ops.max(y_true, axis=1) > 0.5, "float32")
+    return ops.binary_crossentropy(has_lesion, score)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def dice_bce_presence_loss(
+    y_true: Any,
+    y_pred: Any,
+    dice_weight: float = 1.0,
+    bce_weight: float = 1.0,
+    presence_weight: float = 1.0,
+    min_area_fraction: float = 0.002,
+    smooth: float = 1.0,
+) -> Any:
+    """:func:`dice_bce_loss` plus ``presence_weight`` × :func:`presence_loss`.
+
+    Meant for training sets with lesion-free images, to lower the rate at which the
+    segmenter outlines something on a normal image.
+
+    Returns:
+        Per-image losses, shape (N,).
+    """
+    return dice_bce_loss(
+        y_true, y_pred, dice_weight=dice_weight, bce_weight=bce_weight, smooth=smooth
+    ) + presence_weight * presence_loss(y_true, y_pred, min_area_fraction=min_area_fraction)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 def focal_tversky_loss(
     y_true: Any,
     y_pred: Any,
@@ -244,6 +309,37 @@ class DiceBCELoss(_FunctionLoss):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class DiceBCEPresenceLoss(_FunctionLoss):
+    """Loss-class form of :func:`dice_bce_presence_loss`."""
+
+    loss_fn = staticmethod(dice_bce_presence_loss)
+
+    def __init__(
+        self,
+        dice_weight: float = 1.0,
+        bce_weight: float = 1.0,
+        presence_weight: float = 1.0,
+        min_area_fraction: float = 0.002,
+        smooth: float = 1.0,
+        name: str = "dice_bce_presence_loss",
+        reduction: str = "sum_over_batch_size",
+    ):
+        if not 0.0 < min_area_fraction <= 1.0:
+            raise ConfigError(
+                f"min_area_fraction must be in (0, 1]; received {min_area_fraction!r}."
+            )
+        super().__init__(
+            name=name,
+            reduction=reduction,
+            dice_weight=dice_weight,
+            bce_weight=bce_weight,
+            presence_weight=presence_weight,
+            min_area_fraction=min_area_fraction,
+            smooth=smooth,
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class FocalTverskyLoss(_FunctionLoss):
     """Loss-class form of :func:`focal_tversky_loss`."""
 
@@ -267,6 +363,7 @@ class FocalTverskyLoss(_FunctionLoss):
 SEGMENTATION_LOSSES: dict[str, type[keras.losses.Loss]] = {
     "dice": DiceLoss,
     "dice_bce": DiceBCELoss,
+    "dice_bce_presence": DiceBCEPresenceLoss,
     "focal_tversky": FocalTverskyLoss,
 }
 

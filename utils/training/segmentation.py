@@ -87,6 +87,15 @@ def _build_architecture(config: SegmenterTrainConfig) -> keras.Model:
     )
 
 
+def _loss_options(config: SegmenterTrainConfig) -> dict[str, float]:
+    """Loss options tied to the rest of the config (the presence term's blob size)."""
+    if config.loss == "dice_bce_presence":
+        # The presence score looks at as many pixels as post-processing's smallest kept
+        # component, so "present" in training means "survives post-processing".
+        return {"min_area_fraction": config.min_component_area_fraction}
+    return {}
+
+
 def build_and_compile(config: SegmenterTrainConfig, steps_per_epoch: int) -> keras.Model:
     """Build the configured architecture and compile it with a cosine-decayed Adam."""
     configure_precision(config.mixed_precision)
@@ -96,7 +105,7 @@ def build_and_compile(config: SegmenterTrainConfig, steps_per_epoch: int) -> ker
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss=get_segmentation_loss(config.loss),
+        loss=get_segmentation_loss(config.loss, **_loss_options(config)),
         metrics=[dice_coefficient],
     )
     return model

@@ -13,21 +13,24 @@ from utils.errors import ConfigError
 from utils.models.losses import (
     SEGMENTATION_LOSSES,
     DiceBCELoss,
+    DiceBCEPresenceLoss,
     DiceLoss,
     FocalTverskyLoss,
     dice_bce_loss,
+    dice_bce_presence_loss,
     dice_coefficient,
     dice_loss,
     focal_tversky_loss,
     get_segmentation_loss,
     iou_score,
+    presence_loss,
 )
 
 # One image of 8 pixels: TP = 2, FN = 2, FP = 1.
 TRUE_8 = np.array([[1, 1, 1, 1, 0, 0, 0, 0]], dtype=np.float32)
 PRED_8 = np.array([[1, 1, 0, 0, 1, 0, 0, 0]], dtype=np.float32)
 
-LOSS_FUNCTIONS = [dice_loss, dice_bce_loss, focal_tversky_loss]
+LOSS_FUNCTIONS = [dice_loss, dice_bce_loss, dice_bce_presence_loss, focal_tversky_loss]
 
 
 def value(tensor) -> np.ndarray:
@@ -176,7 +179,12 @@ def test_accepts_bool_masks_and_float16_predictions() -> None:
 
 @pytest.mark.parametrize(
     ("loss_class", "loss_fn"),
-    [(DiceLoss, dice_loss), (DiceBCELoss, dice_bce_loss), (FocalTverskyLoss, focal_tversky_loss)],
+    [
+        (DiceLoss, dice_loss),
+        (DiceBCELoss, dice_bce_loss),
+        (DiceBCEPresenceLoss, dice_bce_presence_loss),
+        (FocalTverskyLoss, focal_tversky_loss),
+    ],
 )
 def test_loss_class_matches_function(loss_class: type, loss_fn: Callable) -> None:
     y_true = np.stack([TRUE_8, 1 - TRUE_8])
@@ -199,7 +207,9 @@ def test_loss_config_round_trip() -> None:
     assert restored.get_config() == config
 
 
-@pytest.mark.parametrize("function", [dice_coefficient, iou_score, dice_bce_loss])
+@pytest.mark.parametrize(
+    "function", [dice_coefficient, iou_score, dice_bce_loss, presence_loss, dice_bce_presence_loss]
+)
 def test_functions_are_registered(function: Callable) -> None:
     name = keras.saving.get_registered_name(function)
     assert name == f"tumorlens>{function.__name__}"
@@ -216,10 +226,74 @@ def test_get_segmentation_loss_passes_options() -> None:
 
 
 def test_unknown_loss_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match=r"'nope'.*dice, dice_bce, focal_tversky"):
+    valid = "dice, dice_bce, dice_bce_presence, focal_tversky"
+    with pytest.raises(ConfigError, match=rf"'nope'.*{valid}"):
         get_segmentation_loss("nope")
 
 
 def test_bad_loss_option_raises_config_error() -> None:
     with pytest.raises(ConfigError, match="dice"):
         get_segmentation_loss("dice", alpha=0.3)
+
+
+# --- the presence term ---------------------------------------------------------------------
+
+
+def _normal_with_blob(blob_probability: float) -> tuple[np.ndarray, np.ndarray]:
+    """A lesion-free 32x32 image whose prediction has one 3-pixel blob."""
+    y_true = np.zeros((1, 32, 32, 1), np.float32)
+    y_pred = np.full_like(y_true, 0.01)
+    y_pred[0, 5, 5:8] = blob_probability
+    return y_true, y_pred
+
+
+def test_presence_loss_known_value() -> None:
+    # k = ceil(0.002 * 1024) = 3 pixels: the blob; target "no lesion".
+    y_true, y_pred = _normal_with_blob(0.9)
+    assert mean_loss(presence_loss, y_true, y_pred) == pytest.approx(-math.log(0.1), rel=1e-5)
+    # A 0.05 fraction makes k = 52: the blob is diluted among 49 quiet pixels.
+    diluted = (3 * 0.9 + 49 * 0.01) / 52
+    assert mean_loss(presence_loss, y_true, y_pred, min_area_fraction=0.05) == pytest.approx(
+        -math.log(1 - diluted), rel=1e-5
+    )
+
+
+def test_presence_loss_rewards_a_confident_lesion() -> None:
+    y_true = np.zeros((1, 32, 32, 1), np.float32)
+    y_true[0, 10:20, 10:20] = 1
+    strong = np.where(y_true > 0, 0.99, 0.01).astype(np.float32)
+    weak = np.where(y_true > 0, 0.3, 0.01).astype(np.float32)
+    assert mean_loss(presence_loss, y_true, strong) < 0.02
+    assert mean_loss(presence_loss, y_true, weak) == pytest.approx(-math.log(0.3), rel=1e-5)
+
+
+def test_presence_term_sees_false_blobs_that_dice_bce_ignores() -> None:
+    quiet = _normal_with_blob(0.01)
+    blob = _normal_with_blob(0.95)
+    dice_bce_change = mean_loss(dice_bce_loss, *blob) - mean_loss(dice_bce_loss, *quiet)
+    presence_change = mean_loss(presence_loss, *blob) - mean_loss(presence_loss, *quiet)
+    assert dice_bce_change < 0.1  # Dice is saturated on an empty mask
+    assert presence_change > 2.0
+
+
+def test_dice_bce_presence_is_the_weighted_sum() -> None:
+    y_true = np.stack([TRUE_8, 0 * TRUE_8])
+    y_pred = np.stack([PRED_8 * 0.8, PRED_8 * 0.3])
+    expected = mean_loss(dice_bce_loss, y_true, y_pred) + 0.5 * mean_loss(
+        presence_loss, y_true, y_pred
+    )
+    assert mean_loss(dice_bce_presence_loss, y_true, y_pred, presence_weight=0.5) == pytest.approx(
+        expected, rel=1e-6
+    )
+
+
+def test_presence_loss_rejects_unknown_image_size() -> None:
+    symbolic = keras.KerasTensor((None, None, None, 1))
+    with pytest.raises(ConfigError, match=r"fixed size.*\(None, None, None, 1\)"):
+        presence_loss(symbolic, symbolic)
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
+def test_presence_loss_class_rejects_bad_fraction(fraction: float) -> None:
+    with pytest.raises(ConfigError, match=rf"min_area_fraction.*\(0, 1\].*{fraction}"):
+        DiceBCEPresenceLoss(min_area_fraction=fraction)

@@ -12,6 +12,7 @@ from utils.inference.segmenter import LesionSegmenter
 from utils.training.arrays import TrainingArrays
 from utils.training.segmentation import (
     SegmenterTrainConfig,
+    build_and_compile,
     cross_validate_segmenter,
     oversample_normals,
     train_final_segmenter,
@@ -45,6 +46,14 @@ def test_two_fold_cv_then_final_model(tiny_arrays: TrainingArrays, tmp_path: Pat
     segmenter = LesionSegmenter.from_bundle(tmp_path / "final" / "model.keras", warm_up=False)
     assert segmenter.threshold == pytest.approx(postprocess.threshold)
     assert segmenter.input_shape == (32, 32, 1)
+
+
+def test_presence_loss_uses_the_postprocess_blob_size() -> None:
+    config = SegmenterTrainConfig(
+        loss="dice_bce_presence", min_component_area_fraction=0.01, **TINY
+    )
+    model = build_and_compile(config, steps_per_epoch=1)
+    assert model.loss.get_config()["min_area_fraction"] == 0.01
 
 
 def test_oversampling_repeats_only_the_empty_mask_images(tiny_arrays: TrainingArrays) -> None:
