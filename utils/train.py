@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="repeat each training image with an empty mask K times per epoch (default 1)",
     )
+    segment.add_argument(
+        "--presence-weight",
+        type=float,
+        default=None,
+        help="weight of the image-level term of --loss dice_bce_presence (default 1.0)",
+    )
     classify = tasks.add_parser("classify", help="ultrasound lesion classifier")
     _add_common_options(classify)
     classify.add_argument(
@@ -302,6 +308,7 @@ def run_segment(args: argparse.Namespace) -> int:
                 "loss",
                 "base_filters",
                 "normal_oversample",
+                "presence_weight",
                 "backup_every_steps",
             ),
         ),

@@ -40,7 +40,8 @@ class SegmenterTrainConfig:
 
     ``normal_oversample`` repeats every training image with an empty mask (normal
     tissue) that many times per epoch, to weigh "draw nothing" more against the
-    lesion images; validation data are never repeated.
+    lesion images; validation data are never repeated. ``presence_weight`` scales the
+    image-level term of the ``dice_bce_presence`` loss (ignored by the other losses).
     """
 
     arch: str = DEFAULT_SEGMENTATION_ARCH
@@ -59,6 +60,7 @@ class SegmenterTrainConfig:
     deadline: float | None = None
     min_component_area_fraction: float = 0.002
     normal_oversample: int = 1
+    presence_weight: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +94,10 @@ def _loss_options(config: SegmenterTrainConfig) -> dict[str, float]:
     if config.loss == "dice_bce_presence":
         # The presence score looks at as many pixels as post-processing's smallest kept
         # component, so "present" in training means "survives post-processing".
-        return {"min_area_fraction": config.min_component_area_fraction}
+        return {
+            "min_area_fraction": config.min_component_area_fraction,
+            "presence_weight": config.presence_weight,
+        }
     return {}
 
 

@@ -50,10 +50,11 @@ def test_two_fold_cv_then_final_model(tiny_arrays: TrainingArrays, tmp_path: Pat
 
 def test_presence_loss_uses_the_postprocess_blob_size() -> None:
     config = SegmenterTrainConfig(
-        loss="dice_bce_presence", min_component_area_fraction=0.01, **TINY
+        loss="dice_bce_presence", min_component_area_fraction=0.01, presence_weight=0.2, **TINY
     )
     model = build_and_compile(config, steps_per_epoch=1)
     assert model.loss.get_config()["min_area_fraction"] == 0.01
+    assert model.loss.get_config()["presence_weight"] == 0.2
 
 
 def test_oversampling_repeats_only_the_empty_mask_images(tiny_arrays: TrainingArrays) -> None:
