@@ -65,6 +65,30 @@ def tiny_arrays_path(tmp_path: Path) -> Path:
     return path
 
 
+def test_segment_loss_options_reach_the_configuration(
+    tiny_arrays_path: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from utils.training import segmentation
+
+    seen = {}
+
+    def record(arrays, config, out, **kwargs):
+        seen["config"] = config
+        return {"summary": {}}
+
+    monkeypatch.setattr(segmentation, "cross_validate_segmenter", record)
+    options = ["--loss", "dice_bce_presence", "--presence-weight", "0.3"]
+    command = ["segment", "--arrays", str(tiny_arrays_path), "--folds", "2", *options]
+    command += ["--normal-oversample", "2"]
+    assert main([*command, "--out", str(tmp_path / "run")]) == 0
+    config = seen["config"]
+    assert (config.loss, config.presence_weight, config.normal_oversample) == (
+        "dice_bce_presence",
+        0.3,
+        2,
+    )
+
+
 # ----------------------------------------------------------------------------- classify
 
 
