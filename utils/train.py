@@ -32,7 +32,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -575,34 +575,36 @@ def run_patch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_nuclei(args: argparse.Namespace) -> int:
+    """Train the H&E nuclei segmenter (imported lazily: it pulls in the histology stack)."""
+    from utils.training.nuclei_cli import run_nuclei
+
+    return run_nuclei(args)
+
+
+#: The runner of each sub-command.
+_TASK_RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "segment": run_segment,
+    "classify": run_classify,
+    "baseline": run_baseline,
+    "ship-classifier": run_ship_classifier,
+    "patch": run_patch,
+    "attach-cv": run_attach_cv,
+    "combine": run_combine,
+    "nuclei": _run_nuclei,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 on bad input)."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_file or args.out / "train.log")
     try:
-        if args.task == "segment":
-            return run_segment(args)
-        if args.task == "classify":
-            return run_classify(args)
-        if args.task == "baseline":
-            return run_baseline(args)
-        if args.task == "ship-classifier":
-            return run_ship_classifier(args)
-        if args.task == "patch":
-            return run_patch(args)
-        if args.task == "attach-cv":
-            return run_attach_cv(args)
-        if args.task == "combine":
-            return run_combine(args)
-        if args.task == "nuclei":
-            from utils.training.nuclei_cli import run_nuclei
-
-            return run_nuclei(args)
+        return _TASK_RUNNERS[args.task](args)
     except TumorLensError as error:
         LOGGER.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 1
 
 
 if __name__ == "__main__":
