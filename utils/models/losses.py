@@ -328,6 +328,10 @@ class DiceBCEPresenceLoss(_FunctionLoss):
             raise ConfigError(
                 f"min_area_fraction must be in (0, 1]; received {min_area_fraction!r}."
             )
+        if not presence_weight >= 0.0:
+            raise ConfigError(
+                f"presence_weight must be zero or positive; received {presence_weight!r}."
+            )
         super().__init__(
             name=name,
             reduction=reduction,

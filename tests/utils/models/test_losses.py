@@ -297,3 +297,8 @@ def test_presence_loss_rejects_unknown_image_size() -> None:
 def test_presence_loss_class_rejects_bad_fraction(fraction: float) -> None:
     with pytest.raises(ConfigError, match=rf"min_area_fraction.*\(0, 1\].*{fraction}"):
         DiceBCEPresenceLoss(min_area_fraction=fraction)
+
+
+def test_presence_loss_class_rejects_a_negative_weight() -> None:
+    with pytest.raises(ConfigError, match=r"presence_weight must be zero or positive.*-0\.5"):
+        DiceBCEPresenceLoss(presence_weight=-0.5)
