@@ -160,6 +160,12 @@ def dice_bce_loss(
     )
 
 
+def _check_area_fraction(min_area_fraction: float) -> None:
+    """Refuse a presence blob size outside (0, 1] of the image."""
+    if not 0.0 < min_area_fraction <= 1.0:
+        raise ConfigError(f"min_area_fraction must be in (0, 1]; received {min_area_fraction!r}.")
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def presence_loss(y_true: Any, y_pred: Any, min_area_fraction: float = 0.002) -> Any:
     """Image-level cross-entropy of "is there a lesion?" read from the probability map.
@@ -183,6 +189,7 @@ def presence_loss(y_true: Any, y_pred: Any, min_area_fraction: float = 0.002) ->
     Returns:
         Per-image losses, shape (N,).
     """
+    _check_area_fraction(min_area_fraction)
     spatial = tuple(y_pred.shape[1:])
     if any(size is None for size in spatial):
         raise ConfigError(
@@ -324,10 +331,7 @@ class DiceBCEPresenceLoss(_FunctionLoss):
         name: str = "dice_bce_presence_loss",
         reduction: str = "sum_over_batch_size",
     ):
-        if not 0.0 < min_area_fraction <= 1.0:
-            raise ConfigError(
-                f"min_area_fraction must be in (0, 1]; received {min_area_fraction!r}."
-            )
+        _check_area_fraction(min_area_fraction)
         if not presence_weight >= 0.0:
             raise ConfigError(
                 f"presence_weight must be zero or positive; received {presence_weight!r}."

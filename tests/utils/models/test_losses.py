@@ -302,3 +302,10 @@ def test_presence_loss_class_rejects_bad_fraction(fraction: float) -> None:
 def test_presence_loss_class_rejects_a_negative_weight() -> None:
     with pytest.raises(ConfigError, match=r"presence_weight must be zero or positive.*-0\.5"):
         DiceBCEPresenceLoss(presence_weight=-0.5)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 2.0])
+def test_presence_loss_function_rejects_bad_fraction(fraction: float) -> None:
+    y_true, y_pred = _normal_with_blob(0.9)
+    with pytest.raises(ConfigError, match=rf"min_area_fraction.*\(0, 1\].*{fraction}"):
+        presence_loss(y_true, y_pred, min_area_fraction=fraction)
