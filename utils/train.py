@@ -184,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the run is mask-guided: the segmenter CV run its folds took their masks from",
     )
+    ship_segmenter = tasks.add_parser(
+        "ship-segmenter",
+        help="write a finished segment run (CV + --final into OUT/final) to saved_models/",
+    )
+    _add_data_options(ship_segmenter)
+    ship_segmenter.add_argument("--name", default="ultrasound_segmenter", help="bundle name")
+    ship_segmenter.add_argument(
+        "--models-dir", type=Path, default=None, help="default: saved_models/"
+    )
+    ship_segmenter.add_argument(
+        "--card-extra", type=Path, default=None, help="JSON of further card fields (limitations...)"
+    )
     combine = tasks.add_parser(
         "combine",
         help="one mask-guided model whose head averages a plain run and a mask-guided run",
@@ -474,6 +486,41 @@ def run_ship_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ship_segmenter(args: argparse.Namespace) -> int:
+    """Ship the segment run in ``--out``: pooled out-of-fold scores, then the bundle.
+
+    The ``--data`` folders must be the run's (re-read in the same order, at the run's
+    image size, to rebuild the folds); their original images and masks are read again to
+    score the out-of-fold masks at each image's own resolution.
+    """
+    import json
+
+    from utils.paths import SAVED_MODELS_DIR
+    from utils.training.common import config_from_saved
+    from utils.training.data import read_training_records
+    from utils.training.segmentation import SegmenterTrainConfig
+    from utils.training.segmenter_card import ship_segmenter
+
+    if args.arrays:
+        raise ConfigError(
+            "ship-segmenter needs --data, not --arrays: it re-reads the original images and "
+            "masks to score the out-of-fold masks at their own resolution."
+        )
+    cv_path = args.out / "cv.json"
+    if not cv_path.exists():
+        raise ConfigError(f"{cv_path} is missing: --out must be a finished segment run.")
+    config = config_from_saved(SegmenterTrainConfig, json.loads(cv_path.read_text())["config"])
+    arrays = _load_arrays(args, image_size=config.image_size, channels=1, with_masks=True)
+    mask_paths = {str(r.image_path): r.mask_paths for r in read_training_records(args.data)}
+    extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
+    models_dir = args.models_dir or SAVED_MODELS_DIR
+    path = ship_segmenter(
+        args.out, arrays, config, mask_paths, name=args.name, models_dir=models_dir, **extra
+    )
+    LOGGER.info("wrote %s", path)
+    return 0
+
+
 def run_combine(args: argparse.Namespace) -> int:
     """CV and/or final model of a combined head (:mod:`utils.training.combine`)."""
     import json
@@ -588,6 +635,7 @@ _TASK_RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "classify": run_classify,
     "baseline": run_baseline,
     "ship-classifier": run_ship_classifier,
+    "ship-segmenter": run_ship_segmenter,
     "patch": run_patch,
     "attach-cv": run_attach_cv,
     "combine": run_combine,
