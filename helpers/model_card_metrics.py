@@ -154,7 +154,19 @@ def evaluation_class_names(card: dict[str, Any]) -> list[str] | None:
     return [str(name) for name in names] if isinstance(names, list) else None
 
 
-_POOLED_METRICS: Final = ("n", "accuracy", "balanced_accuracy", "macro_auc", "auc_malignant", "ece")
+_POOLED_METRICS: Final = (
+    "n",
+    # Classifiers (utils.training.classifier_card).
+    "accuracy",
+    "balanced_accuracy",
+    "macro_auc",
+    "auc_malignant",
+    "ece",
+    # Segmenters (utils.training.segmenter_card).
+    "lesion_dice",
+    "lesion_dice_at_model_resolution",
+    "normal_false_positive_rate",
+)
 
 
 def _interval(value: Any) -> str:

@@ -256,6 +256,19 @@ def test_a_shipped_card_shows_its_pooled_metrics_and_settings() -> None:
     assert per_class_rows({"task": "classification"}) is None
 
 
+def test_a_segmenter_card_shows_its_pooled_dice_and_false_positive_rate() -> None:
+    metrics = {
+        "n": 120,
+        "lesion_dice": 0.786,
+        "normal_false_positive_rate": 0.25,
+        "ci95": {"lesion_dice": [0.78, 0.79], "normal_false_positive_rate": [0.15, 0.36]},
+    }
+    rows = {row["metric"]: row for row in pooled_metric_rows({"cv_pooled": {"metrics": metrics}})}
+    assert list(rows) == ["n", "lesion_dice", "normal_false_positive_rate"]
+    assert rows["lesion_dice"]["value"] == "0.786"
+    assert rows["normal_false_positive_rate"]["95% CI"] == "0.150 – 0.360"
+
+
 def test_pooled_metrics_not_computable_say_so() -> None:
     card = {"cv_pooled": {"metrics": {"n": 4, "auc_malignant": None, "ci95": None}}}
     rows = {row["metric"]: row["value"] for row in pooled_metric_rows(card)}

@@ -195,6 +195,43 @@ def native_resolution_section(
     return section
 
 
+def _cv_section(cv: dict[str, Any]) -> dict[str, Any]:
+    section = cv_card_section(
+        cv,
+        "Grouped k-fold CV (patient / near-duplicate groups) with exactly the shipped "
+        "model's configuration; Dice, IoU and HD95 on masks at the model's resolution, "
+        "each fold's threshold tuned on its own held-out images.",
+    )
+    return {
+        "protocol": section["note"],
+        "n_folds": section["n_folds"],
+        "summary": section["summary"],
+        "folds": section["per_fold"],
+        "config": section["config"],
+    }
+
+
+def headline_metrics(pooled: dict[str, Any]) -> dict[str, Any]:
+    """The pooled scores the Models page tabulates: value and 95% CI per metric.
+
+    Args:
+        pooled: ``{"model_resolution": ..., "native_resolution": ...}`` sections of
+            :func:`pooled_section` / :func:`native_resolution_section`.
+    """
+    native, small = pooled["native_resolution"], pooled["model_resolution"]
+    picked = {
+        "lesion_dice": native["lesion_dice"],
+        "lesion_dice_at_model_resolution": small["lesion_dice"],
+        "normal_false_positive_rate": native["normal_false_positive_rate"],
+    }
+    n_images = native["lesion_dice"]["n_images"] + native["normal_false_positive_rate"]["n_images"]
+    return {
+        "n": n_images,
+        **{key: rate["mean"] for key, rate in picked.items()},
+        "ci95": {key: rate["ci95"] for key, rate in picked.items()},
+    }
+
+
 def build_segmenter_card(
     cv: dict[str, Any],
     config: SegmenterTrainConfig,
@@ -234,16 +271,12 @@ def build_segmenter_card(
             "config": config.to_dict(),
         },
         "postprocess": asdict(postprocess),
-        "cv": cv_card_section(
-            cv,
-            "Grouped k-fold CV (patient / near-duplicate groups) with exactly the shipped "
-            "model's configuration; Dice, IoU and HD95 on masks at the model's resolution, "
-            "each fold's threshold tuned on its own held-out images.",
-        ),
+        "cv": _cv_section(cv),
         "cv_pooled": {
             "what": "every image segmented by the fold model that held it out, at that "
             "fold's threshold; 95% CIs from a bootstrap over patient groups "
             f"({N_RESAMPLES} resamples)",
+            "metrics": headline_metrics(pooled),
             **pooled,
         },
     }

@@ -76,6 +76,15 @@ def test_ship_writes_a_loadable_bundle_with_pooled_out_of_fold_scores(
         low, high = scores["lesion_dice"]["ci95"]
         assert low <= scores["lesion_dice"]["mean"] <= high
     assert "measurement_agreement" in card["cv_pooled"]["native_resolution"]
+    headline = card["cv_pooled"]["metrics"]
+    assert headline["n"] == len(arrays)
+    native = card["cv_pooled"]["native_resolution"]
+    assert headline["lesion_dice"] == native["lesion_dice"]["mean"]
+    assert (
+        headline["ci95"]["normal_false_positive_rate"]
+        == native["normal_false_positive_rate"]["ci95"]
+    )
+    assert len(card["cv"]["folds"]) == 2 and "dice_mean" in card["cv"]["summary"]
     segmenter = LesionSegmenter.from_bundle(path, warm_up=False)
     assert segmenter.threshold == pytest.approx(card["postprocess"]["threshold"])
 
