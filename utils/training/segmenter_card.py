@@ -256,7 +256,8 @@ def build_segmenter_card(
     size = config.image_size
     card = {
         "task": "segmentation",
-        "architecture": f"{config.arch} ({n_parameters:,} parameters)",
+        "architecture": f"{config.arch} (base {config.base_filters} filters, depth "
+        f"{config.depth}, {n_parameters:,} parameters)",
         "input_shape": [size, size, 1],
         "input": f"grey-scale B-mode image resized to {size}x{size} (area interpolation), "
         "float in [0, 1]",
