@@ -26,3 +26,16 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     binary = (np.asarray(mask) > 0).astype(np.uint8)
     return cv2.resize(binary, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def resize_probabilities(probabilities: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a float ``(H, W)`` probability map to ``size`` bilinearly, kept in [0, 1].
+
+    Bilinear keeps the map smooth, so a thresholded edge falls between the model's
+    pixels instead of following their staircase.
+    """
+    height, width = size
+    resized = cv2.resize(
+        np.asarray(probabilities, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+    )
+    return np.clip(resized, 0.0, 1.0).astype(np.float32, copy=False)

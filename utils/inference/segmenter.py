@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-import cv2
 import keras
 import numpy as np
 
@@ -30,6 +29,7 @@ from utils.inference.bundle import (
 from utils.inference.predictor import BundlePredictor
 from utils.measurements import LesionMeasurements, measure_lesion_or_none
 from utils.postprocess import PostprocessConfig, postprocess_mask
+from utils.resize import resize_probabilities
 
 __all__ = ["LesionSegmenter", "SegmentationResult", "postprocess_config_from_card"]
 
@@ -239,10 +239,7 @@ class LesionSegmenter(BundlePredictor):
     ) -> SegmentationResult:
         """Resize one probability map to the original size, threshold, clean and measure."""
         height, width = gray.shape
-        # Bilinear keeps the map smooth, so the mask edge falls between model pixels
-        # instead of following their staircase.
-        full_size = cv2.resize(probabilities, (width, height), interpolation=cv2.INTER_LINEAR)
-        full_size = np.clip(full_size, 0.0, 1.0).astype(np.float32, copy=False)
+        full_size = resize_probabilities(probabilities, (height, width))
         mask = postprocess_mask(full_size, config)
         measurements = measure_lesion_or_none(mask, gray, spacing) if measure else None
         return SegmentationResult(

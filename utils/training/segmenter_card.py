@@ -22,7 +22,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import keras
 import numpy as np
 
@@ -34,6 +33,7 @@ from utils.measurements import measure_lesion_or_none
 from utils.model_card import save_model_bundle
 from utils.paths import SAVED_MODELS_DIR
 from utils.postprocess import PostprocessConfig, dice_score, postprocess_mask
+from utils.resize import resize_probabilities
 from utils.training.arrays import TrainingArrays
 from utils.training.common import cv_card_section, describe_training_data, grouped_cv_folds
 from utils.training.mask_guided import fold_probability_maps
@@ -175,10 +175,7 @@ def native_resolution_section(
             if paths
             else np.zeros((height, width), bool)
         )
-        # Bilinear, as LesionSegmenter does: the edge falls between model pixels.
-        upsampled = np.clip(
-            cv2.resize(maps[index], (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0
-        )
+        upsampled = resize_probabilities(maps[index], (height, width))  # as the app does
         masks.append(postprocess_mask(upsampled, _at_threshold(postprocess, thresholds[index])))
     section = pooled_section(masks, truths, arrays)
     errors = [
