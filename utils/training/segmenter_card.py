@@ -164,12 +164,20 @@ def native_resolution_section(
     Returns:
         The :func:`pooled_section` scores plus ``measurement_agreement``: relative
         errors of the longest diameter and the area against the reference outline.
+
+    Raises:
+        ConfigError: A lesion image of ``arrays`` has no mask file in ``mask_paths``.
     """
     masks, truths = [], []
     for index, source in enumerate(arrays.sources):
         gray = load_image(source).gray
         height, width = gray.shape
         paths = mask_paths.get(source, ())
+        if not paths and arrays.masks is not None and arrays.masks[index].any():
+            raise ConfigError(
+                f"{source} has a lesion mask in the training arrays but no mask file in "
+                "mask_paths: pass the same --data folders the run was trained on."
+            )
         truths.append(
             load_mask(paths, shape=(height, width)).astype(bool)
             if paths

@@ -122,6 +122,16 @@ def test_native_scores_upsample_the_map_before_thresholding(tmp_path: Path) -> N
     assert abs(agreement["longest_diameter"]["median"]) < 0.1
 
 
+def test_native_scores_refuse_a_lesion_image_without_its_mask_file(tmp_path: Path) -> None:
+    arrays, mask_paths = _on_disk(make_tiny_arrays(), tmp_path)
+    maps = arrays.masks[..., 0].astype(np.float32)
+    del mask_paths[arrays.sources[1]]  # image 1 has a lesion
+    with pytest.raises(ConfigError, match=r"img1.png has a lesion mask in the training arrays"):
+        native_resolution_section(
+            arrays, maps, np.full(len(arrays), 0.5), mask_paths, PostprocessConfig()
+        )
+
+
 def test_shipping_an_unfinished_run_is_rejected(tmp_path: Path) -> None:
     arrays = make_tiny_arrays()
     with pytest.raises(ConfigError, match=r"cv.json is missing: run the CV and --final first"):
