@@ -162,6 +162,7 @@ _POOLED_METRICS: Final = (
     "macro_auc",
     "auc_malignant",
     "ece",
+    "ece_floor",
     # Segmenters (utils.training.segmenter_card).
     "lesion_dice",
     "lesion_dice_at_model_resolution",

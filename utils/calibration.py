@@ -4,7 +4,9 @@
   one scalar ``T`` divides the logits so that probabilities match observed accuracy;
   fitted by minimising the negative log-likelihood on a held-out set. Accuracy is
   unchanged (the argmax is the same for every ``T > 0``).
-* Top-label expected calibration error (ECE) with equal-width confidence bins.
+* Top-label expected calibration error (ECE) with equal-width confidence bins, and its
+  sampling floor: the ECE that a perfectly calibrated model would still show on a set of
+  this size, because each bin's accuracy is estimated from few images.
 * Test-time augmentation (TTA): the classifier sees ``n_augment`` mildly perturbed copies
   of each image; the spread of its answers measures how stable the prediction is.
 * A "refer to a human" rule combining the calibrated confidence and the TTA entropy.
@@ -36,6 +38,7 @@ __all__ = [
     "ReliabilityBins",
     "TTAResult",
     "apply_temperature",
+    "ece_sampling_floor",
     "expected_calibration_error",
     "fit_temperature",
     "normalized_entropy",
@@ -300,6 +303,59 @@ def expected_calibration_error(
     filled = bins.counts > 0
     gaps = np.abs(bins.accuracy[filled] - bins.mean_confidence[filled])
     return float(np.sum(bins.counts[filled] * gaps) / bins.counts.sum())
+
+
+def ece_sampling_floor(
+    probs: np.ndarray,
+    n_bins: int = DEFAULT_ECE_BINS,
+    n_draws: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The ECE a perfectly calibrated model with these probabilities would show here.
+
+    ECE is biased upwards on a finite set: a bin's accuracy is a proportion of a few
+    images, so it misses the bin's confidence by chance even when the model is exactly
+    calibrated. This simulates that case: each image's top-class prediction is right with
+    probability equal to its own top-class confidence (the definition of perfect
+    calibration), and the ECE of :func:`expected_calibration_error` is taken over
+    ``n_draws`` such draws. A measured ECE below the returned 95th percentile is
+    consistent with perfect calibration at this sample size; a goal set below the mean
+    cannot be told apart from sampling noise.
+
+    Args:
+        probs: (N, C) probabilities, as passed to :func:`expected_calibration_error`.
+        n_bins: Confidence bins (>= 1), as in the ECE being judged.
+        n_draws: Simulated label sets (>= 1).
+        seed: Seed of the simulation.
+
+    Returns:
+        ``(mean, 95th percentile)`` of the simulated ECE.
+
+    Raises:
+        ConfigError: ``probs`` is not an (N, C) probability matrix, or ``n_bins`` or
+            ``n_draws`` is not a positive integer.
+    """
+    _check_positive_int(n_bins, "n_bins")
+    _check_positive_int(n_draws, "n_draws")
+    probs, _ = validate_scores_and_labels(probs, np.zeros(len(np.asarray(probs)), dtype=int))
+    _check_probabilities(probs)
+    confidence = probs.max(axis=1)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bin_of = np.searchsorted(edges[1:-1], confidence, side="left")
+    members = np.zeros((len(confidence), n_bins))
+    members[np.arange(len(confidence)), bin_of] = 1.0
+    rng = np.random.default_rng(seed)
+    # ECE = sum over bins of |sum_i (correct_i - confidence_i)| / N; draw in chunks so
+    # the (draws, N) matrix stays small on large sets.
+    per_draw: list[np.ndarray] = []
+    chunk = max(1, 2_000_000 // len(confidence))
+    for start in range(0, n_draws, chunk):
+        draws = min(chunk, n_draws - start)
+        correct = rng.random((draws, len(confidence))) < confidence
+        gaps = (correct - confidence) @ members
+        per_draw.append(np.abs(gaps).sum(axis=1) / len(confidence))
+    ece = np.concatenate(per_draw)
+    return float(ece.mean()), float(np.quantile(ece, 0.95))
 
 
 # ----------------------------------------------------------------------------- TTA

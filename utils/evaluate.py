@@ -488,7 +488,7 @@ def _summary_line(task: str, report: dict[str, Any], path: Path) -> str:
             f"Report: {path}"
         )
     keys = {"segment": ("dice_mean", "iou_mean"), "nuclei": ("dice", "aji")}.get(
-        task, ("accuracy", "macro_auc")
+        task, ("accuracy", "macro_auc", "ece", "ece_floor")
     )
     values = ", ".join(
         f"{key} {report[key]:.3f}" if report.get(key) is not None else f"{key} n/a" for key in keys

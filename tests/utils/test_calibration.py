@@ -11,6 +11,7 @@ from utils.calibration import (
     TTAResult,
     apply_temperature,
     cross_fitted_probabilities,
+    ece_sampling_floor,
     expected_calibration_error,
     fit_temperature,
     normalized_entropy,
@@ -106,6 +107,59 @@ def test_reliability_bins_put_edge_values_in_the_lower_bin() -> None:
 def test_ece_rejects_bad_input(probs, labels, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         expected_calibration_error(probs, labels, **kwargs)
+
+
+def _calibrated_set(n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels drawn from them: perfectly calibrated by construction."""
+    logits = np.random.default_rng(seed).normal(0.0, 2.0, (n_images, 3))
+    return softmax(logits, axis=1), _sample_labels(logits, 1.0, seed + 1)
+
+
+def test_ece_floor_is_zero_for_certain_predictions() -> None:
+    assert ece_sampling_floor(np.eye(3)[[0, 1, 2, 2]]) == (0.0, 0.0)
+
+
+def test_ece_floor_shrinks_with_the_number_of_images() -> None:
+    probs, _ = _calibrated_set(4000, seed=0)
+    small, _ = ece_sampling_floor(probs[:300], n_draws=300)
+    large, _ = ece_sampling_floor(probs, n_draws=300)
+    assert small > 2 * large > 0.0
+    # Sampling noise of a proportion falls as 1 / sqrt(n): about sqrt(4000 / 300) = 3.7x.
+    assert 2.5 < small / large < 5.0
+
+
+def test_calibrated_sets_mostly_fall_below_the_floor_p95_and_miscalibrated_do_not() -> None:
+    within = 0
+    for seed in range(40):
+        probs, labels = _calibrated_set(300, seed=10 * seed)
+        floor, floor_p95 = ece_sampling_floor(probs, n_draws=400, seed=seed)
+        assert 0.0 < floor < floor_p95
+        within += expected_calibration_error(probs, labels) <= floor_p95
+    assert within >= 34  # about 95% of 40; a wrong floor (0, or far off) fails this
+    probs, labels = _calibrated_set(300, seed=999)
+    overconfident = softmax(np.log(probs) * 3.0, axis=1)
+    _, floor_p95 = ece_sampling_floor(overconfident, n_draws=400)
+    assert expected_calibration_error(overconfident, labels) > 2 * floor_p95
+
+
+def test_ece_floor_is_reproducible_by_seed() -> None:
+    probs, _ = _calibrated_set(200, seed=3)
+    assert ece_sampling_floor(probs, seed=5) == ece_sampling_floor(probs, seed=5)
+
+
+@pytest.mark.parametrize(
+    ("probs", "kwargs", "message"),
+    [
+        (np.full((2, 2), 0.5), {"n_draws": 0}, "n_draws must be an integer >= 1; received 0"),
+        (np.full((2, 2), 0.5), {"n_bins": 0}, "n_bins"),
+        (np.full(4, 0.5), {}, "2-D array"),
+        (np.array([[2.0, -1.0], [0.0, 3.0]]), {}, "not logits"),
+        (np.zeros((0, 2)), {}, "empty"),
+    ],
+)
+def test_ece_floor_rejects_bad_input(probs, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ece_sampling_floor(probs, **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ from sklearn.metrics import (
 from utils.calibration import (
     DEFAULT_ECE_BINS,
     ReliabilityBins,
+    ece_sampling_floor,
     expected_calibration_error,
     reliability_bins,
     validate_scores_and_labels,
@@ -129,15 +130,19 @@ def classification_report(
         class_names: Name of each column of ``probs``, e.g. ``("benign", "malignant",
             "normal")``.
         n_bins: Confidence bins of the ECE.
-        n_resamples: Bootstrap resamples of the confidence intervals.
-        bootstrap_seed: Seed of the bootstrap CIs.
+        n_resamples: Bootstrap resamples of the confidence intervals, and simulated
+            label sets of the ECE floor.
+        bootstrap_seed: Seed of the bootstrap CIs and of the ECE floor.
 
     Returns:
         JSON-ready dict with ``n``, ``classes_present``, ``accuracy``,
         ``balanced_accuracy`` (mean recall over present classes), ``macro_auc``
         (one-vs-rest over present classes, ``None`` with fewer than 2), ``auc_malignant``
         (``None`` without a ``malignant`` class or unless both malignant and other
-        images are present), ``ece``, ``per_class`` (``{name: {precision, recall, f1,
+        images are present), ``ece``, ``ece_floor`` and ``ece_floor_p95`` (mean and 95th
+        percentile of the ECE a perfectly calibrated model with these probabilities would
+        show on this many images; see :func:`utils.calibration.ece_sampling_floor`),
+        ``per_class`` (``{name: {precision, recall, f1,
         support, auc}}``, ``auc`` ``None`` for an absent class), ``confusion_matrix``
         (rows true, columns predicted, over all ``class_names``) and ``ci95`` (bootstrap
         95% intervals ``[low, high]`` of ``accuracy`` and ``auc_malignant``, or ``None``).
@@ -157,6 +162,9 @@ def classification_report(
     )
     class_auc = _per_class_auc(probs, labels)
     correct = (predicted == labels).astype(np.float64)
+    ece_floor, ece_floor_p95 = ece_sampling_floor(
+        probs, n_bins, n_draws=n_resamples, seed=bootstrap_seed
+    )
 
     auc_malignant, ci_malignant = None, None
     if MALIGNANT in names:
@@ -176,6 +184,8 @@ def classification_report(
         "macro_auc": float(np.mean(list(class_auc.values()))) if class_auc else None,
         "auc_malignant": auc_malignant,
         "ece": expected_calibration_error(probs, labels, n_bins),
+        "ece_floor": ece_floor,
+        "ece_floor_p95": ece_floor_p95,
         "per_class": {
             name: {
                 "precision": float(precision[k]),

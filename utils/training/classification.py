@@ -92,6 +92,7 @@ CV_SUMMARY_KEYS = (
     "macro_auc",
     "auc_malignant",
     "ece",
+    "ece_floor",
     "ece_before",
     "ece_in_sample",
     "temperature",

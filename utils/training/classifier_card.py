@@ -24,7 +24,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from utils.calibration import cross_fitted_probabilities
+from utils.calibration import (
+    cross_fitted_probabilities,
+    ece_sampling_floor,
+    expected_calibration_error,
+)
 from utils.errors import ConfigError
 from utils.evaluation.classification import classification_plot_data, classification_report
 from utils.labels import encode_labels
@@ -97,21 +101,71 @@ def load_fold_model(config: ClassifierTrainConfig, fold_dir: Path) -> keras.Mode
 
 
 def pooled_cv_section(
-    probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    fold_of: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Pooled out-of-fold metrics and plot data for the card."""
+    """Pooled out-of-fold metrics and plot data for the card.
+
+    Args:
+        probabilities: (N, C) out-of-fold probabilities.
+        labels: (N,) true class indices.
+        class_names: Name of each column.
+        fold_of: (N,) fold that held each image out; adds ``fold_calibration``.
+    """
     report = classification_report(probabilities, labels, class_names)
-    return {
+    section = {
         "what": "every image predicted by the fold model that held it out; temperature "
         "cross-fitted within its fold",
         "metrics": report,
         "plots": classification_plot_data(probabilities, labels, class_names),
     }
+    if fold_of is not None:
+        section["fold_calibration"] = fold_calibration(probabilities, labels, fold_of)
+    return section
+
+
+def fold_calibration(
+    probabilities: np.ndarray, labels: np.ndarray, fold_of: np.ndarray
+) -> dict[str, Any]:
+    """Each fold's ECE beside the ECE perfect calibration would show on that fold.
+
+    The floor (:func:`utils.calibration.ece_sampling_floor`) says how much of a fold's
+    ECE the fold's size alone explains, so a calibration goal can be read against it.
+
+    Returns:
+        ``folds`` (fold, n, ece, ece_floor, ece_floor_p95), their ``summary`` as mean ±
+        sd, and ``folds_within_floor_p95``: how many folds' ECE lies below the 95th
+        percentile of perfect calibration's.
+    """
+    rows = []
+    for fold in np.unique(fold_of):
+        held = fold_of == fold
+        floor, floor_p95 = ece_sampling_floor(probabilities[held])
+        rows.append(
+            {
+                "fold": int(fold),
+                "n": int(held.sum()),
+                "ece": expected_calibration_error(probabilities[held], labels[held]),
+                "ece_floor": floor,
+                "ece_floor_p95": floor_p95,
+            }
+        )
+    keys = ("ece", "ece_floor", "ece_floor_p95")
+    return {
+        "what": "ece_floor: mean 15-bin ECE of a perfectly calibrated model with these "
+        "probabilities on this many images (labels drawn from the probabilities); an ECE "
+        "below ece_floor_p95 is consistent with perfect calibration at this size",
+        "folds": rows,
+        "summary": {key: mean_and_sd([row[key] for row in rows]) for key in keys},
+        "folds_within_floor_p95": sum(row["ece"] <= row["ece_floor_p95"] for row in rows),
+    }
 
 
 def _fold_rows(cv: dict[str, Any]) -> list[dict[str, Any]]:
     keys = ("fold", "n_train", "n_val", "epochs_run", "accuracy", "balanced_accuracy")
-    keys += ("macro_auc", "auc_malignant", "ece", "ece_in_sample", "temperature")
+    keys += ("macro_auc", "auc_malignant", "ece", "ece_floor", "ece_in_sample", "temperature")
     return [{key: fold.get(key) for key in keys} for fold in cv["folds"]]
 
 
@@ -162,6 +216,7 @@ def build_classifier_card(
             "temperature": final["temperature"],
             "ece_held_out": cv["summary"].get("ece"),
             "ece_before_scaling": cv["summary"].get("ece_before"),
+            **_floor_fields(cv, pooled),
         },
         "refer_rule": first_fold.get("referral_rule"),
         "final_training": {
@@ -177,6 +232,19 @@ def build_classifier_card(
         card["combined"] = combined_card_section(cv, final)
     card.update(fields)
     return card
+
+
+def _floor_fields(cv: dict[str, Any], pooled: dict[str, Any]) -> dict[str, Any]:
+    """The per-fold ECE floor, from the pooled section or else the CV summary."""
+    by_fold = pooled.get("fold_calibration")
+    if by_fold is not None:
+        return {
+            "ece_floor_per_fold": by_fold["summary"]["ece_floor"],
+            "ece_floor_p95_per_fold": by_fold["summary"]["ece_floor_p95"],
+            "folds_within_floor_p95": by_fold["folds_within_floor_p95"],
+        }
+    floor = cv["summary"].get("ece_floor")
+    return {"ece_floor_per_fold": floor} if floor is not None else {}
 
 
 def _architecture_text(final: dict[str, Any]) -> str:
@@ -266,7 +334,10 @@ def ship_classifier(
     probabilities, labels = out_of_fold_probabilities(
         arrays, config, run_dir, cv["n_folds"], fold_inputs=fold_inputs
     )
-    pooled = pooled_cv_section(probabilities, labels, config.class_names)
+    fold_of = np.zeros(len(arrays), dtype=int)
+    for fold, (_, val_idx) in enumerate(grouped_cv_folds(arrays, cv["n_folds"], config.seed)):
+        fold_of[val_idx] = fold
+    pooled = pooled_cv_section(probabilities, labels, config.class_names, fold_of)
     card = build_classifier_card(cv, final, pooled, describe_training_data(arrays), **fields)
     model = keras.models.load_model(final_dir / "model.keras", compile=False)
     path = save_model_bundle(model, name, card, models_dir=models_dir)

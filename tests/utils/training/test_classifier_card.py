@@ -58,6 +58,12 @@ def test_shipping_writes_a_loadable_bundle_with_cv_and_plot_data(
     assert set(pooled["plots"]["roc"]) == {"normal", "benign", "malignant"}
     assert sum(pooled["plots"]["reliability"]["counts"]) == 24
     assert card["temperature"] == pytest.approx(card["cv"]["summary"]["temperature"]["mean"])
+    by_fold = pooled["fold_calibration"]
+    assert [row["n"] for row in by_fold["folds"]] == [12, 12]
+    assert all(row["ece_floor"] <= row["ece_floor_p95"] for row in by_fold["folds"])
+    assert card["calibration"]["ece_floor_per_fold"] == by_fold["summary"]["ece_floor"]
+    assert 0 <= card["calibration"]["folds_within_floor_p95"] <= 2
+    assert all(fold["ece_floor"] is not None for fold in card["cv"]["folds"])
     assert "## " in (models / "tiny_cls.md").read_text()
 
     classifier = LesionClassifier.from_bundle("tiny_cls", models_dir=models)
