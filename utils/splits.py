@@ -17,6 +17,35 @@ from utils.errors import ConfigError
 
 Fold = tuple[np.ndarray, np.ndarray]
 
+#: How cross-validation forms folds: ``grouped`` k folds over patient groups, or
+#: ``dataset``: one fold per dataset, holding that whole dataset out (another hospital).
+CV_SPLITS = ("grouped", "dataset")
+
+
+def leave_one_dataset_out(datasets: Sequence[str]) -> list[Fold]:
+    """Folds that each hold out every image of one dataset.
+
+    Datasets come in sorted name order, so the folds are the same on every run. A
+    dataset's patients never appear in another dataset, so groups are never split.
+
+    Args:
+        datasets: Dataset name per item.
+
+    Returns:
+        One ``(train_idx, val_idx)`` per dataset.
+
+    Raises:
+        ConfigError: Fewer than two datasets.
+    """
+    names = sorted(set(datasets))
+    if len(names) < 2:
+        raise ConfigError(
+            f"Leave-one-dataset-out needs images from at least two datasets; received "
+            f"{len(names)} ({', '.join(names) or 'none'}). Pass --data once per dataset."
+        )
+    array = np.asarray(datasets)
+    return [(np.flatnonzero(array != name), np.flatnonzero(array == name)) for name in names]
+
 
 def effective_group_ids(group_ids: Sequence[str]) -> list[str]:
     """Give every item with an empty group id a group of its own.

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from utils.errors import ConfigError, TumorLensError
+from utils.splits import CV_SPLITS
 
 if TYPE_CHECKING:
     from utils.training.arrays import TrainingArrays
@@ -54,6 +55,16 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".devdata"))
     parser.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
+
+
+def _add_split_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--split",
+        choices=CV_SPLITS,
+        default="grouped",
+        help="CV folds: grouped k folds over patients (--folds K), or dataset: hold out one "
+        "whole dataset per fold (another hospital; needs 2+ --data, ignores --folds)",
+    )
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = parser.add_subparsers(dest="task", required=True)
     segment = tasks.add_parser("segment", help="ultrasound lesion segmenter")
     _add_common_options(segment)
+    _add_split_option(segment)
     segment.add_argument(
         "--loss", default=None, help="dice_bce | dice_bce_presence | dice | focal_tversky"
     )
@@ -109,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify = tasks.add_parser("classify", help="ultrasound lesion classifier")
     _add_common_options(classify)
+    _add_split_option(classify)
     classify.add_argument(
         "--weights",
         default=None,
@@ -328,9 +341,14 @@ def run_segment(args: argparse.Namespace) -> int:
         deadline=_deadline(args.deadline_minutes),
     )
     arrays = _load_arrays(args, image_size=config.image_size, channels=1, with_masks=True)
-    if args.folds:
+    if args.folds or args.split == "dataset":
         summary = cross_validate_segmenter(
-            arrays, config, args.out, n_folds=args.folds, only_folds=args.only_fold
+            arrays,
+            config,
+            args.out,
+            n_folds=args.folds,
+            only_folds=args.only_fold,
+            split=args.split,
         )
         LOGGER.info("CV summary: %s", summary["summary"])
     if args.final:
@@ -390,9 +408,14 @@ def run_classify(args: argparse.Namespace) -> int:
     height, _, channels = arrays.images.shape[1:]
     config.image_size = args.image_size or height
     config.channels = args.channels or channels
-    if args.folds:
+    if args.folds or args.split == "dataset":
         summary = cross_validate_classifier(
-            arrays, config, args.out, n_folds=args.folds, only_folds=args.only_fold
+            arrays,
+            config,
+            args.out,
+            n_folds=args.folds,
+            only_folds=args.only_fold,
+            split=args.split,
         )
         LOGGER.info("CV summary: %s", summary["summary"])
     if args.final:
@@ -405,6 +428,11 @@ def _run_mask_guided(args: argparse.Namespace, config: ClassifierTrainConfig) ->
     """CV and/or final model of the mask-guided classifier (:mod:`utils.training.mask_guided`)."""
     from utils.training.mask_guided import cross_validate_mask_guided, train_final_mask_guided
 
+    if args.split != "grouped":
+        raise ConfigError(
+            f"--split {args.split} cannot be combined with --mask-guided-from: its fold masks "
+            "come from a grouped segmenter CV run; use the default --split grouped."
+        )
     if not args.folds and not args.final:
         raise ConfigError("--mask-guided-from needs --folds K and/or --final.")
     if config.channels != 1:

@@ -15,6 +15,7 @@ from utils.splits import (
     grouped_stratified_kfold,
     grouped_train_val_test_split,
     leaked_groups,
+    leave_one_dataset_out,
 )
 
 LABELS = ("benign", "malignant", "normal")
@@ -179,3 +180,18 @@ def test_length_mismatch_and_bad_calls_are_config_errors(split) -> None:
         split(make_records(0), ["a"])
     with pytest.raises(ConfigError, match="empty dataset"):
         split([])
+
+
+def test_leave_one_dataset_out_holds_out_each_dataset_whole_in_name_order() -> None:
+    datasets = ["busi", "bus-bra", "busi", "bus-bra", "bus-bra", "site-c"]
+    folds = leave_one_dataset_out(datasets)
+    held_out = [sorted({datasets[i] for i in val}) for _, val in folds]
+    assert held_out == [["bus-bra"], ["busi"], ["site-c"]]
+    for train, val in folds:
+        assert sorted([*train, *val]) == list(range(len(datasets)))
+        assert not {datasets[i] for i in train} & {datasets[i] for i in val}
+
+
+def test_leave_one_dataset_out_needs_two_datasets() -> None:
+    with pytest.raises(ConfigError, match=r"at least two datasets; received 1 \(busi\)"):
+        leave_one_dataset_out(["busi", "busi"])

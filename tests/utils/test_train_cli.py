@@ -248,3 +248,16 @@ def test_attach_cv_to_a_missing_bundle_exits_2(tmp_path: Path, capsys) -> None:
             "--models-dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 2
     assert "No model card nope.json" in capsys.readouterr().err
+
+
+def test_mask_guided_refuses_the_dataset_split(tmp_path: Path, capsys) -> None:
+    command = ["classify", "--arrays", str(tmp_path / "x.npz"), "--out", str(tmp_path / "run")]
+    command += ["--mask-guided-from", str(tmp_path / "seg"), "--folds", "2", "--split", "dataset"]
+    assert main(command) == 2
+    assert "--split dataset cannot be combined with --mask-guided-from" in capsys.readouterr().err
+
+
+def test_an_unknown_split_is_refused_by_the_parser(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["segment", "--data", "a", "--split", "hospital", "--out", str(tmp_path)])
+    assert "invalid choice: 'hospital'" in capsys.readouterr().err

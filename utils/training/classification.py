@@ -632,6 +632,7 @@ def cross_validate_classifier(
     n_folds: int = 5,
     only_folds: list[int] | None = None,
     feed_builder: FeedBuilder = make_feeds,
+    split: str = "grouped",
 ) -> dict[str, Any]:
     """Grouped k-fold CV stratified by ``dataset:label``; writes ``cv.json``.
 
@@ -643,6 +644,8 @@ def cross_validate_classifier(
         n_folds: Number of folds.
         only_folds: Run just these fold indices (e.g. to spread folds over machines).
         feed_builder: Builds each fold's feeds (see :func:`train_classifier`).
+        split: ``grouped`` (default) or ``dataset``: leave one whole dataset out per
+            fold (see :func:`utils.training.common.cv_folds`).
 
     Returns:
         Per-fold reports and mean ± sd of :data:`CV_SUMMARY_KEYS`.
@@ -668,6 +671,7 @@ def cross_validate_classifier(
         seed=config.seed,
         only_folds=only_folds,
         deadline=config.deadline,
+        split=split,
     )
     return collect_classifier_cv_results(out_dir, config)
 

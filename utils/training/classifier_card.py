@@ -40,7 +40,12 @@ from utils.training.classification import (
     build_architecture,
     logit_function,
 )
-from utils.training.common import describe_training_data, grouped_cv_folds, mean_and_sd
+from utils.training.common import (
+    describe_training_data,
+    grouped_cv_folds,
+    mean_and_sd,
+    require_grouped_fold,
+)
 from utils.training.ensemble import MEMBER_REPORT_KEYS
 
 LOGGER = logging.getLogger(__name__)
@@ -76,6 +81,7 @@ def out_of_fold_probabilities(
     labels = encode_labels(arrays.labels, config.class_names)
     probabilities = np.zeros((len(arrays), len(config.class_names)))
     for fold, (_, val_idx) in enumerate(grouped_cv_folds(arrays, n_folds, config.seed)):
+        require_grouped_fold(cv_dir / f"fold_{fold}")
         model = load_fold_model(config, cv_dir / f"fold_{fold}")
         raw = arrays.images[val_idx] if fold_inputs is None else fold_inputs(fold, val_idx)
         images = raw.astype(np.float32) / 255.0

@@ -17,7 +17,7 @@ import numpy as np
 
 from utils.augment_config import AugmentConfig
 from utils.errors import ConfigError
-from utils.splits import grouped_stratified_kfold
+from utils.splits import CV_SPLITS, grouped_stratified_kfold, leave_one_dataset_out
 from utils.training.arrays import TrainingArrays
 
 T = TypeVar("T")
@@ -143,6 +143,53 @@ def grouped_cv_folds(
     return grouped_stratified_kfold(strata, arrays.groups, n_splits=n_folds, seed=seed)
 
 
+def cv_folds(
+    arrays: TrainingArrays, n_folds: int, seed: int, split: str = "grouped"
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(train_idx, val_idx)`` folds of a ``split`` (one of :data:`CV_SPLITS`).
+
+    ``n_folds`` and ``seed`` apply to the grouped split only.
+
+    Raises:
+        ConfigError: Unknown split, or too few datasets for the dataset split.
+    """
+    if split == "grouped":
+        return grouped_cv_folds(arrays, n_folds, seed)
+    if split == "dataset":
+        return leave_one_dataset_out(arrays.datasets)
+    raise ConfigError(f"Unknown CV split {split!r}; valid splits are {', '.join(CV_SPLITS)}.")
+
+
+def require_grouped_fold(fold_dir: Path) -> None:
+    """Refuse a fold of a leave-one-dataset-out run where grouped folds are rebuilt.
+
+    Out-of-fold predictions, shipping and mask-guided training rebuild the grouped
+    folds by index; a dataset fold with the same index holds out other images, so its
+    model has seen the images it would be asked to predict.
+
+    Raises:
+        ConfigError: The fold's ``metrics.json`` says it held out a whole dataset.
+    """
+    path = fold_dir / "metrics.json"
+    if path.is_file() and "held_out_dataset" in json.loads(path.read_text()):
+        raise ConfigError(
+            f"{fold_dir} is a leave-one-dataset-out fold (--split dataset); out-of-fold "
+            f"predictions, shipping and --mask-guided-from need a grouped CV run "
+            f"(--folds K)."
+        )
+
+
+def _check_split_of_finished_folds(out_dir: Path, split: str) -> None:
+    """Refuse to add folds of one split to a run folder holding folds of the other."""
+    for path in sorted(out_dir.glob("fold_*/metrics.json")):
+        found = "dataset" if "held_out_dataset" in json.loads(path.read_text()) else "grouped"
+        if found != split:
+            raise ConfigError(
+                f"{out_dir} already holds {found}-split folds ({path.parent.name}); this run "
+                f"asks for the {split} split. Use another --out."
+            )
+
+
 def fold_finished(fold_dir: Path) -> bool:
     """A fold is done when its metrics exist and it was not cut short by a deadline."""
     path = fold_dir / "metrics.json"
@@ -159,6 +206,7 @@ def collect_cv_results(
     """
     results = [json.loads(path.read_text()) for path in sorted(out_dir.glob("fold_*/metrics.json"))]
     summary = {
+        "split": "dataset" if any("held_out_dataset" in fold for fold in results) else "grouped",
         "n_folds": len(results),
         "folds": results,
         "summary": {key: mean_and_sd([fold.get(key) for fold in results]) for key in keys},
@@ -208,8 +256,9 @@ def run_grouped_cv(
     seed: int,
     only_folds: Sequence[int] | None = None,
     deadline: float | None = None,
+    split: str = "grouped",
 ) -> None:
-    """Run ``train_fold`` on every grouped fold and write ``fold_<k>/metrics.json``.
+    """Run ``train_fold`` on every fold and write ``fold_<k>/metrics.json``.
 
     Finished folds (metrics present, not deadline-cut) are skipped, so a killed CV
     resumes where it stopped; ``only_folds`` spreads folds over processes or machines.
@@ -218,12 +267,20 @@ def run_grouped_cv(
         arrays: All examples; groups are never split.
         out_dir: Receives one ``fold_<k>/`` run folder per fold.
         train_fold: ``(train, val, fold_dir) -> metrics`` of one fold.
-        n_folds: Number of folds.
-        seed: Seed of the fold assignment.
+        n_folds: Number of folds (grouped split).
+        seed: Seed of the fold assignment (grouped split).
         only_folds: Run just these fold indices.
         deadline: ``time.time()`` after which no new fold starts.
+        split: ``grouped`` k folds, or ``dataset`` (leave one dataset out; the fold's
+            ``metrics.json`` then names it as ``held_out_dataset``).
+
+    Raises:
+        ConfigError: Unknown split, too few datasets, or ``out_dir`` holds folds of
+            the other split.
     """
-    folds = grouped_cv_folds(arrays, n_folds, seed)
+    folds = cv_folds(arrays, n_folds, seed, split)
+    _check_split_of_finished_folds(out_dir, split)
+    n_folds = len(folds)
     for fold_index, (train_idx, val_idx) in enumerate(folds):
         fold_dir = out_dir / f"fold_{fold_index}"
         if only_folds is not None and fold_index not in only_folds:
@@ -238,5 +295,11 @@ def run_grouped_cv(
             "fold %d/%d: %d train, %d val", fold_index + 1, n_folds, len(train_idx), len(val_idx)
         )
         metrics = train_fold(arrays.subset(train_idx), arrays.subset(val_idx), fold_dir)
-        header = {"fold": fold_index, "n_train": len(train_idx), "n_val": len(val_idx)}
+        header: dict[str, Any] = {
+            "fold": fold_index,
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+        }
+        if split == "dataset":
+            header["held_out_dataset"] = arrays.datasets[int(val_idx[0])]
         write_json(fold_dir / "metrics.json", {**header, **metrics})

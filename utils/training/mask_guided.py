@@ -50,6 +50,7 @@ from utils.training.common import (
     fold_finished,
     grouped_cv_folds,
     predict_in_batches,
+    require_grouped_fold,
     run_grouped_cv,
     write_json,
 )
@@ -119,6 +120,7 @@ def fold_probability_maps(
     """
     config = _segmenter_config(segmenter_cv_dir)
     fold_dir = segmenter_cv_dir / f"fold_{fold}"
+    require_grouped_fold(fold_dir)
     metrics_path, weights_path = fold_dir / "metrics.json", fold_dir / "best.weights.h5"
     if not metrics_path.is_file() or not weights_path.is_file():
         raise ConfigError(f"{fold_dir} has no finished segmenter fold (metrics and weights).")

@@ -222,6 +222,7 @@ def cross_validate_segmenter(
     *,
     n_folds: int = 5,
     only_folds: list[int] | None = None,
+    split: str = "grouped",
 ) -> dict[str, Any]:
     """Grouped, label-stratified k-fold CV; writes ``cv.json`` and returns the summary.
 
@@ -231,6 +232,9 @@ def cross_validate_segmenter(
         out_dir: Receives one ``fold_<k>/`` run folder per fold and ``cv.json``.
         n_folds: Number of folds.
         only_folds: Run just these fold indices (e.g. to spread folds over machines).
+        split: ``grouped`` (default) or ``dataset``: leave one whole dataset out per
+            fold, an estimate for images from another hospital (see
+            :func:`utils.training.common.cv_folds`).
 
     Returns:
         Per-fold validation reports and mean ± sd of the headline metrics.
@@ -254,6 +258,7 @@ def cross_validate_segmenter(
         seed=config.seed,
         only_folds=only_folds,
         deadline=config.deadline,
+        split=split,
     )
     return collect_segmenter_cv_results(out_dir, config)
 

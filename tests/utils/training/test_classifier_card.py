@@ -88,3 +88,31 @@ def test_shipping_without_fold_weights_is_refused(
     config = ClassifierTrainConfig(arch="compact_cnn", image_size=32, channels=1)
     with pytest.raises(ConfigError, match="Fold 0 has no weights"):
         out_of_fold_probabilities(TrainingArrays.load(cache), config, tmp_path, 2)
+
+
+def test_a_leave_one_dataset_out_run_is_scored_per_site_but_never_shipped(
+    tmp_path: Path, capsys
+) -> None:
+    rng = np.random.default_rng(1)
+    count = 24
+    arrays = TrainingArrays(
+        images=rng.integers(80, 200, (count, 32, 32, 1), dtype=np.uint8),
+        masks=None,
+        labels=["normal", "benign", "malignant"] * (count // 3),
+        groups=[f"p{index // 2}" for index in range(count)],
+        sources=[f"{index}.png" for index in range(count)],
+        datasets=["site-a"] * 12 + ["site-b"] * 12,
+    )
+    cache, out = tmp_path / "sites.npz", tmp_path / "run"
+    arrays.save(cache)
+    common = ["--arrays", str(cache), "--out", str(out)]
+    options = ["--arch", "compact_cnn", "--epochs", "1", "--batch-size", "8", "--no-tta"]
+    assert main(["classify", *common, *options, "--split", "dataset", "--final"]) == 0
+
+    cv = json.loads((out / "cv.json").read_text())
+    assert cv["split"] == "dataset"
+    assert [fold["held_out_dataset"] for fold in cv["folds"]] == ["site-a", "site-b"]
+    assert [fold["n_val"] for fold in cv["folds"]] == [12, 12]
+    assert main(["ship-classifier", *common, "--models-dir", str(tmp_path / "models")]) == 2
+    assert "is a leave-one-dataset-out fold (--split dataset)" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
