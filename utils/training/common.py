@@ -217,7 +217,15 @@ def collect_cv_results(
 
 
 #: Bookkeeping of a fold kept beside its metrics in :func:`cv_card_section`.
-FOLD_BOOKKEEPING = ("fold", "n_train", "n_val", "epochs_run", "seconds", "stopped_by_deadline")
+FOLD_BOOKKEEPING = (
+    "fold",
+    "held_out_dataset",
+    "n_train",
+    "n_val",
+    "epochs_run",
+    "seconds",
+    "stopped_by_deadline",
+)
 
 
 def cv_card_section(cv: dict[str, Any], note: str) -> dict[str, Any]:
@@ -228,7 +236,7 @@ def cv_card_section(cv: dict[str, Any], note: str) -> dict[str, Any]:
         note: What the run was and how it differs from the shipped model's protocol.
 
     Returns:
-        ``{"note", "n_folds", "summary", "per_fold", "config"}``; ``per_fold`` keeps the
+        ``{"note", "split", "n_folds", "summary", "per_fold", "config"}``; ``per_fold`` keeps the
         summarised metrics and the fold bookkeeping only (no per-image rows).
 
     Raises:
@@ -240,6 +248,7 @@ def cv_card_section(cv: dict[str, Any], note: str) -> dict[str, Any]:
     keys = [*FOLD_BOOKKEEPING, *cv.get("summary", {})]
     return {
         "note": note,
+        "split": cv.get("split", "grouped"),
         "n_folds": len(folds),
         "summary": cv.get("summary", {}),
         "per_fold": [{key: fold.get(key) for key in keys if key in fold} for fold in folds],

@@ -74,6 +74,14 @@ def test_cv_card_section_keeps_summary_and_fold_headlines() -> None:
     section = cv_card_section(cv, "short run")
     assert section["per_fold"] == [{"fold": 0, "n_val": 3, "dice_mean": 0.5}]
     assert section["n_folds"] == 1 and section["config"] == {"epochs": 2}
+    assert section["split"] == "grouped"
+
+
+def test_cv_card_section_names_each_held_out_dataset(tmp_path: Path) -> None:
+    run_grouped_cv(_two_site_arrays(), tmp_path, _record_fold, n_folds=0, seed=0, split="dataset")
+    section = cv_card_section(collect_cv_results(tmp_path, (), {}), "sites")
+    assert section["split"] == "dataset"
+    assert [row["held_out_dataset"] for row in section["per_fold"]] == ["site-a", "site-b"]
 
 
 def test_cv_card_section_without_folds_raises() -> None:
