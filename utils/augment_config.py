@@ -8,7 +8,8 @@ read the same settings; :mod:`utils.augment` implements them in ``tf.data`` and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Final
 
 from utils.errors import ConfigError
@@ -116,3 +117,49 @@ def _check_pair(name: str, pair: tuple[float, float], low: float, high: float) -
             f"AugmentConfig.{name} must be (low, high) with {low} <= low <= high <= {high}, "
             f"got {pair}."
         )
+
+
+def _parse_setting(name: str, text: str, default: object) -> object:
+    """``text`` read as the type of the setting's default (bool, number, pair, string)."""
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false"):
+            raise ConfigError(f"--augment {name} takes true or false; received {text!r}.")
+        return text.lower() == "true"
+    try:
+        if isinstance(default, tuple):
+            parts = [float(part) for part in text.split(",")]
+            if len(parts) != 2:
+                raise ValueError
+            return (parts[0], parts[1])
+        if isinstance(default, int | float):
+            return float(text)
+    except ValueError:
+        shape = "two numbers as LOW,HIGH" if isinstance(default, tuple) else "a number"
+        raise ConfigError(f"--augment {name} takes {shape}; received {text!r}.") from None
+    return text
+
+
+def augment_with_overrides(base: AugmentConfig, settings: Sequence[str]) -> AugmentConfig:
+    """``base`` with ``NAME=VALUE`` settings (as given to ``--augment``) applied.
+
+    Values are read as the type of the setting: ``true``/``false``, a number, ``LOW,HIGH``
+    for the ranges, or a word for ``fill_mode``; the result is validated as usual.
+
+    Raises:
+        ConfigError: A setting is not ``NAME=VALUE``, names no setting, or its value is
+            of the wrong type or out of range.
+    """
+    names = [field.name for field in fields(AugmentConfig)]
+    changes: dict[str, object] = {}
+    for setting in settings:
+        name, equals, text = setting.partition("=")
+        name = name.strip()
+        if not equals or not text.strip():
+            raise ConfigError(f"--augment takes NAME=VALUE; received {setting!r}.")
+        if name not in names:
+            raise ConfigError(
+                f"--augment {name!r} is not an augmentation setting; valid names are "
+                f"{', '.join(names)}."
+            )
+        changes[name] = _parse_setting(name, text.strip(), getattr(base, name))
+    return replace(base, **changes)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from utils.augment_config import augment_with_overrides
 from utils.errors import ConfigError, TumorLensError
 from utils.splits import CV_SPLITS
 
@@ -57,7 +58,15 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-file", type=Path, default=None, help="default: OUT/train.log")
 
 
-def _add_split_option(parser: argparse.ArgumentParser) -> None:
+def _add_ultrasound_cv_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--augment",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change one training augmentation setting of utils.augment_config.AugmentConfig "
+        "(repeatable), e.g. contrast_range=0.6,1.4 or elastic_probability=0",
+    )
     parser.add_argument(
         "--split",
         choices=CV_SPLITS,
@@ -102,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = parser.add_subparsers(dest="task", required=True)
     segment = tasks.add_parser("segment", help="ultrasound lesion segmenter")
     _add_common_options(segment)
-    _add_split_option(segment)
+    _add_ultrasound_cv_options(segment)
     segment.add_argument(
         "--loss", default=None, help="dice_bce | dice_bce_presence | dice | focal_tversky"
     )
@@ -121,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify = tasks.add_parser("classify", help="ultrasound lesion classifier")
     _add_common_options(classify)
-    _add_split_option(classify)
+    _add_ultrasound_cv_options(classify)
     classify.add_argument(
         "--weights",
         default=None,
@@ -340,6 +349,7 @@ def run_segment(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         deadline=_deadline(args.deadline_minutes),
     )
+    config.augment = augment_with_overrides(config.augment, args.augment)
     arrays = _load_arrays(args, image_size=config.image_size, channels=1, with_masks=True)
     if args.folds or args.split == "dataset":
         summary = cross_validate_segmenter(
@@ -395,6 +405,7 @@ def run_classify(args: argparse.Namespace) -> int:
         deadline=_deadline(args.deadline_minutes),
     )
     check_classifier_config(config)
+    config.augment = augment_with_overrides(config.augment, args.augment)
     if args.mask_guided_from is not None:
         if config.ensemble_members > 1:
             raise ConfigError(

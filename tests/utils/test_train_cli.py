@@ -73,11 +73,12 @@ def test_segment_loss_options_reach_the_configuration(
     seen = {}
 
     def record(arrays, config, out, **kwargs):
-        seen["config"] = config
+        seen["config"], seen["kwargs"] = config, kwargs
         return {"summary": {}}
 
     monkeypatch.setattr(segmentation, "cross_validate_segmenter", record)
     options = ["--loss", "dice_bce_presence", "--presence-weight", "0.3"]
+    options += ["--augment", "contrast_range=0.6,1.4", "--augment", "elastic_probability=0"]
     command = ["segment", "--arrays", str(tiny_arrays_path), "--folds", "2", *options]
     command += ["--normal-oversample", "2"]
     assert main([*command, "--out", str(tmp_path / "run")]) == 0
@@ -87,6 +88,19 @@ def test_segment_loss_options_reach_the_configuration(
         0.3,
         2,
     )
+    assert seen["kwargs"]["split"] == "grouped"
+    assert config.augment.contrast_range == (0.6, 1.4)
+    assert config.augment.elastic_probability == 0.0
+    assert config.augment.brightness_delta == 0.1  # untouched settings keep their defaults
+
+
+def test_segment_with_a_bad_augment_setting_exits_2_before_reading_data(
+    tmp_path: Path, capsys
+) -> None:
+    command = ["segment", "--arrays", str(tmp_path / "absent.npz"), "--folds", "2"]
+    command += ["--augment", "contrast=0.5", "--out", str(tmp_path / "run")]
+    assert main(command) == 2
+    assert "'contrast' is not an augmentation setting; valid names are" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- classify
