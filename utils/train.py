@@ -320,6 +320,25 @@ def _load_arrays(
     )
 
 
+def _cross_validate_if_asked(
+    args: argparse.Namespace,
+    cross_validate: Callable[..., dict],
+    arrays: TrainingArrays,
+    config: object,
+) -> None:
+    """Run ``cross_validate`` when ``--folds K`` or ``--split dataset`` asks for CV."""
+    if args.folds or args.split == "dataset":
+        summary = cross_validate(
+            arrays,
+            config,
+            args.out,
+            n_folds=args.folds,
+            only_folds=args.only_fold,
+            split=args.split,
+        )
+        LOGGER.info("CV summary: %s", summary["summary"])
+
+
 def run_segment(args: argparse.Namespace) -> int:
     """Cross-validate and/or train the segmenter as the parsed options say."""
     from utils.training.segmentation import (
@@ -351,16 +370,7 @@ def run_segment(args: argparse.Namespace) -> int:
     )
     config.augment = augment_with_overrides(config.augment, args.augment)
     arrays = _load_arrays(args, image_size=config.image_size, channels=1, with_masks=True)
-    if args.folds or args.split == "dataset":
-        summary = cross_validate_segmenter(
-            arrays,
-            config,
-            args.out,
-            n_folds=args.folds,
-            only_folds=args.only_fold,
-            split=args.split,
-        )
-        LOGGER.info("CV summary: %s", summary["summary"])
+    _cross_validate_if_asked(args, cross_validate_segmenter, arrays, config)
     if args.final:
         train_final_segmenter(arrays, config, args.out / "final")
     return 0
@@ -419,16 +429,7 @@ def run_classify(args: argparse.Namespace) -> int:
     height, _, channels = arrays.images.shape[1:]
     config.image_size = args.image_size or height
     config.channels = args.channels or channels
-    if args.folds or args.split == "dataset":
-        summary = cross_validate_classifier(
-            arrays,
-            config,
-            args.out,
-            n_folds=args.folds,
-            only_folds=args.only_fold,
-            split=args.split,
-        )
-        LOGGER.info("CV summary: %s", summary["summary"])
+    _cross_validate_if_asked(args, cross_validate_classifier, arrays, config)
     if args.final:
         _, temperature = train_final_classifier(arrays, config, args.out / "final")
         LOGGER.info("final model in %s (temperature %.3f)", args.out / "final", temperature)
