@@ -16,6 +16,9 @@ wins, per key):
   :func:`utils.evaluation.classification.classification_plot_data`), then
   ``evaluation``, then ``cv``. A confusion matrix absent everywhere but present in
   every fold is the sum of the folds' held-out matrices.
+* how the recipe does on a dataset it never trained on: ``cross_dataset`` (a
+  leave-one-dataset-out run recorded by ``python -m utils.train attach-cv``), beside
+  ``cross_dataset_reference`` (the same recipe's grouped CV at a similar training size).
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from typing import Any, Final
 from utils.errors import ModelError
 
 __all__ = [
+    "CROSS_DATASET_KEY",
+    "CROSS_DATASET_REFERENCE_KEY",
     "EVALUATION_SECTIONS",
+    "cross_site_note",
     "cv_fold_rows",
     "cv_summary_rows",
     "evaluation_class_names",
@@ -38,6 +44,16 @@ __all__ = [
 
 #: Card sections searched, in order, for the plot data (dotted paths).
 EVALUATION_SECTIONS: Final = ("cv_pooled.plots", "evaluation", "cv")
+
+#: Card key of a leave-one-dataset-out run (``attach-cv --key cross_dataset``).
+CROSS_DATASET_KEY: Final = "cross_dataset"
+#: Card key of the same recipe's grouped CV at a similar training size, to compare with.
+CROSS_DATASET_REFERENCE_KEY: Final = "cross_dataset_reference"
+# The one metric the cross-site sentence quotes, by card task.
+_CROSS_SITE_METRIC: Final = {
+    "classification": ("auc_malignant", "malignant-vs-rest AUC"),
+    "segmentation": ("dice_mean", "lesion Dice"),
+}
 
 
 def format_value(value: Any) -> str:
@@ -232,3 +248,37 @@ def _sum_matrices(matrices: list[list[Any]]) -> list[list[int]]:
         [sum(matrix[row][column] for matrix in matrices) for column in range(len(first[row]))]
         for row in range(len(first))
     ]
+
+
+def cross_site_note(card: dict[str, Any]) -> str | None:
+    """One sentence on how the model's recipe did on a dataset it never trained on.
+
+    Read from the card's ``cross_dataset`` section (a ``--split dataset`` run) and, when
+    present, ``cross_dataset_reference``; ``None`` when the card records no such run.
+    """
+    metric_label = _CROSS_SITE_METRIC.get(str(card.get("task")))
+    section = card.get(CROSS_DATASET_KEY)
+    if metric_label is None or not isinstance(section, dict) or section.get("split") != "dataset":
+        return None
+    metric, label = metric_label
+    rows = [
+        row
+        for row in section.get("per_fold") or []
+        if isinstance(row, dict) and _is_number(row.get(metric)) and row.get("held_out_dataset")
+    ]
+    if not rows:
+        return None
+    scores = " and ".join(f"{row[metric]:.2f} on {row['held_out_dataset']}" for row in rows)
+    reference = (_section(card, f"{CROSS_DATASET_REFERENCE_KEY}.summary.{metric}") or {}).get(
+        "mean"
+    )
+    compared = (
+        f", against {reference:.2f} when its training and test patients came from every dataset"
+        if _is_number(reference)
+        else ""
+    )
+    return (
+        f"Trained on one dataset and tested on another it never saw (another hospital), "
+        f"this recipe's {label} was {scores}{compared}. Expect lower accuracy on images "
+        "from a scanner or hospital it was not trained on."
+    )

@@ -26,6 +26,7 @@ from helpers.analysis import (
     timing_rows,
 )
 from helpers.home import DISCLAIMER
+from helpers.model_card_metrics import cross_site_note
 from helpers.models import (
     DEFAULT_CLASSIFIER_BUNDLE,
     available_dataset_choices,
@@ -239,6 +240,9 @@ with col_classification:
             st.warning("Refer to a human reader: the classifier is unsure about this image.")
         else:
             st.success("No referral flag; the image still needs a reader's review.")
+        classifier_cross_site = cross_site_note(classifier.card)
+        if classifier_cross_site is not None:
+            st.caption(classifier_cross_site)
 with col_measurements:
     st.subheader("Lesion measurements")
     st.caption(f"Pixel spacing: {spacing_note}.")
@@ -250,6 +254,9 @@ with col_measurements:
         )
     else:
         st.dataframe(rows, hide_index=True, width="stretch")
+    segmenter_cross_site = cross_site_note(segmenter.card)
+    if segmenter_cross_site is not None:
+        st.caption(segmenter_cross_site)
     disagreement = model_disagreement(result)
     if disagreement is not None:
         st.warning(disagreement)

@@ -10,6 +10,7 @@ import streamlit as st
 from helpers.home import DISCLAIMER
 from helpers.model_card_figures import card_plots
 from helpers.model_card_metrics import (
+    cross_site_note,
     cv_fold_rows,
     cv_summary_rows,
     per_class_rows,
@@ -99,6 +100,11 @@ def show_bundle(bundle: BundleCard) -> None:
         classes = per_class_rows(card)
         if classes is not None:
             st.dataframe(classes, hide_index=True, width="stretch")
+
+    cross_site = cross_site_note(card)
+    if cross_site is not None:
+        st.markdown("**On a dataset it never trained on**")
+        st.warning(cross_site)
 
     st.subheader("Evaluation plots")
     for column, plot in zip(st.columns(3), card_plots(card), strict=True):

@@ -17,6 +17,7 @@ from helpers.model_card_figures import (
     roc_figure,
 )
 from helpers.model_card_metrics import (
+    cross_site_note,
     cv_fold_rows,
     cv_summary_rows,
     evaluation_class_names,
@@ -410,3 +411,55 @@ def test_bad_confusion_matrices_are_a_model_error(matrix, names, message: str) -
 def test_confusion_without_class_names_numbers_the_classes() -> None:
     figure = confusion_figure([[3, 1], [0, 4]], None)
     assert list(figure.data[0].x) == ["class 0", "class 1"]
+
+
+def _cross_dataset_card(task: str, metric: str) -> dict:
+    return {
+        "task": task,
+        "cross_dataset": {
+            "split": "dataset",
+            "per_fold": [
+                {"held_out_dataset": "bus-bra", metric: 0.659},
+                {"held_out_dataset": "busi", metric: 0.705},
+            ],
+        },
+        "cross_dataset_reference": {"summary": {metric: {"mean": 0.79, "sd": 0.01, "n": 2}}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "label"),
+    [
+        ("classification", "auc_malignant", "malignant-vs-rest AUC"),
+        ("segmentation", "dice_mean", "lesion Dice"),
+    ],
+)
+def test_cross_site_note_quotes_each_held_out_dataset_and_the_reference(
+    task: str, metric: str, label: str
+) -> None:
+    note = cross_site_note(_cross_dataset_card(task, metric))
+    assert note is not None
+    assert f"{label} was 0.66 on bus-bra and 0.70 on busi, against 0.79" in note
+    assert "Expect lower accuracy" in note
+
+
+def test_cross_site_note_without_a_reference_quotes_the_held_out_scores_only() -> None:
+    card = _cross_dataset_card("classification", "auc_malignant")
+    del card["cross_dataset_reference"]
+    note = cross_site_note(card)
+    assert note is not None and "0.66 on bus-bra and 0.70 on busi." in note
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda card: card.pop("cross_dataset"),
+        lambda card: card["cross_dataset"].update(split="grouped"),
+        lambda card: card["cross_dataset"].update(per_fold=[{"held_out_dataset": "busi"}]),
+        lambda card: card.update(task="nuclei"),
+    ],
+)
+def test_cross_site_note_is_none_without_a_leave_one_dataset_out_run(change) -> None:
+    card = _cross_dataset_card("classification", "auc_malignant")
+    change(card)
+    assert cross_site_note(card) is None
