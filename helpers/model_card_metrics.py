@@ -251,7 +251,7 @@ def _sum_matrices(matrices: list[list[Any]]) -> list[list[int]]:
 
 
 def cross_site_note(card: dict[str, Any]) -> str | None:
-    """One sentence on how the model's recipe did on a dataset it never trained on.
+    """One sentence on how a model built like this one did on a dataset it never saw.
 
     Read from the card's ``cross_dataset`` section (a ``--split dataset`` run) and, when
     present, ``cross_dataset_reference``; ``None`` when the card records no such run.
@@ -273,12 +273,12 @@ def cross_site_note(card: dict[str, Any]) -> str | None:
         "mean"
     )
     compared = (
-        f", against {reference:.2f} when its training and test patients came from every dataset"
+        f", against {reference:.2f} when training and test patients came from every dataset"
         if _is_number(reference)
         else ""
     )
     return (
-        f"Trained on one dataset and tested on another it never saw (another hospital), "
-        f"this recipe's {label} was {scores}{compared}. Expect lower accuracy on images "
-        "from a scanner or hospital it was not trained on."
+        "In the card's cross-dataset test (trained on one dataset, tested on another it "
+        f"never saw, as at another hospital), {label} was {scores}{compared}. Expect "
+        "lower accuracy on images from a scanner or hospital it was not trained on."
     )

@@ -439,7 +439,7 @@ def test_cross_site_note_quotes_each_held_out_dataset_and_the_reference(
 ) -> None:
     note = cross_site_note(_cross_dataset_card(task, metric))
     assert note is not None
-    assert f"{label} was 0.66 on bus-bra and 0.70 on busi, against 0.79" in note
+    assert f"{label} was 0.66 on bus-bra and 0.70 on busi, against 0.79 when" in note
     assert "Expect lower accuracy" in note
 
 

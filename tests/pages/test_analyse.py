@@ -216,6 +216,8 @@ def test_the_shipped_classifier_gives_four_panels_and_calibrated_probabilities(
     assert not any(NO_CLASSIFIER in info.value for info in app.info)
     assert app.get("plotly_chart")
     assert app.image[2].proto.imgs[0].caption.startswith("Classifier")
+    # The shipped card records a leave-one-dataset-out run: the reader is told.
+    assert any("cross-dataset test" in caption.value for caption in app.caption)
 
 
 # ----------------------------------------------------------------------------- datasets

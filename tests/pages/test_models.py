@@ -108,3 +108,4 @@ def test_shipped_bundles_through_the_navigation() -> None:
     assert not app.exception and not app.error
     assert "ultrasound_segmenter" in [tab.label for tab in app.tabs]
     assert "Analyse page: lesion segmentation" in _texts(app)
+    assert any("cross-dataset test" in warning.value for warning in app.warning)
