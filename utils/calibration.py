@@ -256,6 +256,14 @@ class ReliabilityBins:
     accuracy: np.ndarray
 
 
+def _confidence_bins(confidence: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bin edges, and each confidence's bin among ``n_bins`` equal-width bins."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # side="left" on the inner edges puts a confidence equal to an edge in the lower
+    # bin, giving the (low, high] bins of Guo et al.
+    return edges, np.searchsorted(edges[1:-1], confidence, side="left")
+
+
 def reliability_bins(
     probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_ECE_BINS
 ) -> ReliabilityBins:
@@ -277,10 +285,7 @@ def reliability_bins(
     _check_probabilities(probs)
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # side="left" on the inner edges puts a confidence equal to an edge in the lower
-    # bin, giving the (low, high] bins of Guo et al.
-    bin_of = np.searchsorted(edges[1:-1], confidence, side="left")
+    edges, bin_of = _confidence_bins(confidence, n_bins)
     counts = np.bincount(bin_of, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_confidence = np.bincount(bin_of, confidence, minlength=n_bins) / counts
@@ -337,11 +342,12 @@ def ece_sampling_floor(
     """
     _check_positive_int(n_bins, "n_bins")
     _check_positive_int(n_draws, "n_draws")
-    probs, _ = validate_scores_and_labels(probs, np.zeros(len(np.asarray(probs)), dtype=int))
+    probs = np.asarray(probs)
+    no_labels = np.zeros(probs.shape[0] if probs.ndim else 0, dtype=int)
+    probs, _ = validate_scores_and_labels(probs, no_labels)
     _check_probabilities(probs)
     confidence = probs.max(axis=1)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bin_of = np.searchsorted(edges[1:-1], confidence, side="left")
+    _, bin_of = _confidence_bins(confidence, n_bins)
     members = np.zeros((len(confidence), n_bins))
     members[np.arange(len(confidence)), bin_of] = 1.0
     rng = np.random.default_rng(seed)

@@ -153,6 +153,7 @@ def test_ece_floor_is_reproducible_by_seed() -> None:
         (np.full((2, 2), 0.5), {"n_draws": 0}, "n_draws must be an integer >= 1; received 0"),
         (np.full((2, 2), 0.5), {"n_bins": 0}, "n_bins"),
         (np.full(4, 0.5), {}, "2-D array"),
+        (np.float64(0.5), {}, "2-D array"),
         (np.array([[2.0, -1.0], [0.0, 3.0]]), {}, "not logits"),
         (np.zeros((0, 2)), {}, "empty"),
     ],
