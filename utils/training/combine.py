@@ -51,6 +51,7 @@ from utils.training.common import (
     config_from_saved,
     fold_finished,
     grouped_cv_folds,
+    require_grouped_fold,
     write_json,
 )
 from utils.training.ensemble import MEMBER_REPORT_KEYS
@@ -133,6 +134,7 @@ def _fold_metrics(run_dir: Path, fold: int) -> dict[str, Any]:
     path = run_dir / f"fold_{fold}" / "metrics.json"
     if not path.is_file():
         raise ConfigError(f"{path} is missing: finish fold {fold} of {run_dir} first.")
+    require_grouped_fold(path.parent)
     return json.loads(path.read_text())
 
 

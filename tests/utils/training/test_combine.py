@@ -138,6 +138,13 @@ def test_mismatched_or_unfinished_runs_are_rejected(runs: dict[str, Path], tmp_p
     (other_data / "fold_0" / "metrics.json").write_text(json.dumps(metrics | {"n_val": 5}))
     with pytest.raises(ConfigError, match=r"Fold 0 of .*other_data held out 5 images but"):
         cross_validate_combined(arrays, other_data, runs["guided"], runs["seg"], tmp_path / "o1")
+    by_site = tmp_path / "by_site"
+    shutil.copytree(runs["plain"], by_site)
+    (by_site / "fold_0" / "metrics.json").write_text(
+        json.dumps(metrics | {"held_out_dataset": "a"})
+    )
+    with pytest.raises(ConfigError, match=r"by_site/fold_0 is a leave-one-dataset-out fold"):
+        cross_validate_combined(arrays, by_site, runs["guided"], runs["seg"], tmp_path / "o4")
     unfinished = tmp_path / "unfinished"
     shutil.copytree(runs["guided"], unfinished)
     shutil.rmtree(unfinished / "final")

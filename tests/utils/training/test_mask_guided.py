@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,18 @@ def test_a_segmenter_run_of_another_image_size_is_rejected(
     n_val = json.loads((segmenter_run / "fold_0" / "metrics.json").read_text())["n_val"]
     with pytest.raises(ConfigError, match="32 px but the images are 16 px"):
         fold_probability_maps(small, segmenter_run, 0, n_val)
+
+
+def test_a_leave_one_dataset_out_segmenter_run_is_rejected(
+    tiny_arrays: TrainingArrays, segmenter_run: Path, tmp_path: Path
+) -> None:
+    by_site = tmp_path / "by_site"
+    shutil.copytree(segmenter_run, by_site)
+    metrics_path = by_site / "fold_0" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics_path.write_text(json.dumps({**metrics, "held_out_dataset": "site-a"}))
+    with pytest.raises(ConfigError, match="is a leave-one-dataset-out fold"):
+        fold_probability_maps(tiny_arrays, by_site, 0, metrics["n_val"])
 
 
 def test_missing_segmenter_run_and_fold_are_rejected(
