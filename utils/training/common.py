@@ -160,6 +160,11 @@ def cv_folds(
     raise ConfigError(f"Unknown CV split {split!r}; valid splits are {', '.join(CV_SPLITS)}.")
 
 
+def _split_of_fold(metrics_path: Path) -> str:
+    """``dataset`` when a finished fold held out a whole dataset, else ``grouped``."""
+    return "dataset" if "held_out_dataset" in json.loads(metrics_path.read_text()) else "grouped"
+
+
 def require_grouped_fold(fold_dir: Path) -> None:
     """Refuse a fold of a leave-one-dataset-out run where grouped folds are rebuilt.
 
@@ -171,7 +176,7 @@ def require_grouped_fold(fold_dir: Path) -> None:
         ConfigError: The fold's ``metrics.json`` says it held out a whole dataset.
     """
     path = fold_dir / "metrics.json"
-    if path.is_file() and "held_out_dataset" in json.loads(path.read_text()):
+    if path.is_file() and _split_of_fold(path) == "dataset":
         raise ConfigError(
             f"{fold_dir} is a leave-one-dataset-out fold (--split dataset); out-of-fold "
             f"predictions, shipping and --mask-guided-from need a grouped CV run "
@@ -182,7 +187,7 @@ def require_grouped_fold(fold_dir: Path) -> None:
 def _check_split_of_finished_folds(out_dir: Path, split: str) -> None:
     """Refuse to add folds of one split to a run folder holding folds of the other."""
     for path in sorted(out_dir.glob("fold_*/metrics.json")):
-        found = "dataset" if "held_out_dataset" in json.loads(path.read_text()) else "grouped"
+        found = _split_of_fold(path)
         if found != split:
             raise ConfigError(
                 f"{out_dir} already holds {found}-split folds ({path.parent.name}); this run "
