@@ -32,6 +32,7 @@ def classification(result: ClassificationResult) -> Classification:
         confidence=result.confidence,
         uncertainty=result.uncertainty,
         refer=bool(result.refer),
+        familiarity=None if result.familiarity is None else result.familiarity.to_dict(),
     )
 
 

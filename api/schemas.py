@@ -43,6 +43,7 @@ _CLASSIFICATION_EXAMPLE = {
     "confidence": 0.81,
     "uncertainty": 0.22,
     "refer": False,
+    "familiarity": {"distance": 7.1, "percentile": 62.3, "unfamiliar": False},
 }
 _MASK_EXAMPLE = {"format": "rle", "height": 2, "width": 2, "png_base64": None, "counts": [1, 3]}
 _SEGMENTATION_EXAMPLE = {
@@ -84,6 +85,19 @@ class ModelInfo(BaseModel):
     task: str
 
 
+class Familiarity(BaseModel):
+    """How the image compares with the classifier's training images (utils.familiarity)."""
+
+    distance: float = Field(ge=0, description="Feature-space Mahalanobis distance.")
+    percentile: float = Field(
+        ge=0, le=100, description="Share of training images (%) that lie closer than it."
+    )
+    unfamiliar: bool = Field(
+        description="Farther than the card's training-distance quantile: unlike the training "
+        "images, so trust the probabilities less."
+    )
+
+
 class Classification(BaseModel):
     """Calibrated class probabilities, with test-time-augmentation uncertainty."""
 
@@ -97,6 +111,10 @@ class Classification(BaseModel):
     refer: bool = Field(
         description="Uncertainty flag: hand the image to a human reader (low confidence or "
         "high entropy)."
+    )
+    familiarity: Familiarity | None = Field(
+        default=None,
+        description="Unfamiliar-image check; null when the classifier ships no reference.",
     )
 
 

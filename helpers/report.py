@@ -13,7 +13,13 @@ from typing import Any, Final
 
 import numpy as np
 
-from helpers.analysis import AnalysisResult, cam_overlay, mask_overlay, measurement_rows
+from helpers.analysis import (
+    AnalysisResult,
+    cam_overlay,
+    familiarity_note,
+    mask_overlay,
+    measurement_rows,
+)
 from utils.report import MAX_NOTE_CHARS, CaseReport, render_case_report
 
 __all__ = [
@@ -110,6 +116,10 @@ def build_case_report(
         probabilities=dict(classification.probabilities) if classification else None,
         uncertainty=classification.uncertainty if classification else None,
         refer=classification.refer if classification else None,
+        familiarity=familiarity_note(classification) or "",
+        unfamiliar=bool(
+            classification and classification.familiarity and classification.familiarity.unfamiliar
+        ),
         measurements=rows,
         measurement_note=note,
         models=model_rows(segmenter_card, classifier_card),

@@ -16,6 +16,7 @@ from helpers.analysis import (
     cam_overlay,
     display_image,
     example_choices,
+    familiarity_note,
     image_digest,
     mask_overlay,
     measurement_rows,
@@ -240,6 +241,11 @@ with col_classification:
             st.warning("Refer to a human reader: the classifier is unsure about this image.")
         else:
             st.success("No referral flag; the image still needs a reader's review.")
+        familiarity = familiarity_note(classification)
+        if familiarity is not None and classification.familiarity.unfamiliar:
+            st.warning(familiarity)
+        elif familiarity is not None:
+            st.caption(familiarity)
         classifier_cross_site = cross_site_note(classifier.card)
         if classifier_cross_site is not None:
             st.caption(classifier_cross_site)

@@ -62,3 +62,22 @@ def test_default_classifier_is_the_combined_head_with_its_own_segmenter() -> Non
     assert classifier.is_mask_guided
     [result] = classifier.predict(image)
     assert sum(result.probabilities.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.skipif("ultrasound_classifier" not in BUNDLES, reason="no shipped classifier")
+def test_shipped_classifier_flags_h_and_e_tiles_but_not_its_own_ultrasound(shared_datasets) -> None:
+    from utils.image_io import load_image
+    from utils.inference.classifier import LesionClassifier
+
+    classifier = LesionClassifier.from_bundle("ultrasound_classifier")
+    # Loading checked the reference belongs to these weights.
+    assert classifier.familiarity is not None
+    validation = classifier.card["familiarity"]["validation"]
+    assert validation["held_out_flagged"]["mean"] < 0.15
+    tiles = sorted((shared_datasets / "monuseg").rglob("Tissue_Images/*.png"))[:6]
+    scans = sorted((shared_datasets / "busi").rglob("benign/benign (*).png"))
+    scans = [path for path in scans if "_mask" not in path.name][:20]
+    flagged_tiles = classifier.assess_familiarity([load_image(path) for path in tiles])
+    flagged_scans = classifier.assess_familiarity([load_image(path) for path in scans])
+    assert sum(result.unfamiliar for result in flagged_tiles) >= 5
+    assert sum(result.unfamiliar for result in flagged_scans) <= 4

@@ -40,6 +40,7 @@ __all__ = [
     "cam_target",
     "classification_step",
     "classifier_cam_step",
+    "familiarity_note",
     "inference_count",
     "model_disagreement",
     "reference_dice",
@@ -194,13 +195,15 @@ def classification_step(
     classifier: LesionClassifier,
     segmenter_map: np.ndarray | None = None,
 ) -> Step[ClassificationResult]:
-    """Calibrated class probabilities, with test-time-augmentation uncertainty.
+    """Calibrated class probabilities, with test-time-augmentation uncertainty and familiarity.
 
     ``segmenter_map``: see :func:`reusable_segmenter_map`.
     """
     maps = None if segmenter_map is None else [segmenter_map]
     return _timed(
-        lambda: classifier.predict([image], with_uncertainty=True, segmenter_probabilities=maps)[0]
+        lambda: classifier.predict(
+            [image], with_uncertainty=True, segmenter_probabilities=maps, with_familiarity=True
+        )[0]
     )
 
 
@@ -401,3 +404,26 @@ def model_disagreement(result: AnalysisResult) -> str | None:
             "Lower the threshold to see weaker detections, or read the image without a mask."
         )
     return None
+
+
+def familiarity_note(classification: ClassificationResult | None) -> str | None:
+    """What the familiarity flag says about the image, for readers; ``None`` if not assessed.
+
+    See :mod:`utils.familiarity`: the distance of the classifier's features to those of
+    its training images, flagged above the card's training-distance quantile.
+    """
+    familiarity = None if classification is None else classification.familiarity
+    if familiarity is None:
+        return None
+    if familiarity.unfamiliar:
+        return (
+            f"Unfamiliar image: it lies farther from the classifier's training images than "
+            f"{familiarity.percentile:.1f}% of them do. The model learnt from B-mode breast "
+            "ultrasound of two hospitals; on images unlike those (another kind of image, "
+            "scanner, preset or overlay) its probabilities deserve less trust. Check that "
+            "this is a breast ultrasound image and read it without relying on the model."
+        )
+    return (
+        f"Familiar image: it lies closer to the classifier's training images than "
+        f"{100.0 - familiarity.percentile:.0f}% of them do (no unfamiliar-image flag)."
+    )

@@ -72,6 +72,9 @@ class CaseReport:
         probabilities: Calibrated probability per class, ``None`` without a classifier.
         uncertainty: Normalised TTA entropy in [0, 1], ``None`` when not computed.
         refer: Whether the classifier asks for a human reader, ``None`` when unknown.
+        familiarity: One line from :func:`utils.analysis.familiarity_note`, empty when
+            the classifier has no familiarity reference.
+        unfamiliar: Whether that line is a warning (the image looks unfamiliar).
         measurements: Rows with ``name``, ``value`` and ``unit``; ``None`` when the
             mask is empty (nothing measured).
         measurement_note: One line on the pixel spacing or why nothing was measured.
@@ -84,6 +87,8 @@ class CaseReport:
     probabilities: Mapping[str, float] | None = None
     uncertainty: float | None = None
     refer: bool | None = None
+    familiarity: str = ""
+    unfamiliar: bool = False
     measurements: Sequence[Mapping[str, str]] | None = None
     measurement_note: str = ""
     models: Sequence[Mapping[str, str]] = field(default_factory=tuple)

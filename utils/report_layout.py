@@ -147,6 +147,11 @@ def draw_classification(pdf: ReportPDF, report: CaseReport, width: float) -> Non
         pdf.set_text_color(0, 0, 0)
     elif report.refer is False:
         paragraph(pdf, width, 4.4, "No referral flag; the image still needs a reader's review.")
+    if report.familiarity:
+        if report.unfamiliar:
+            pdf.set_text_color(*REFER_RGB)
+        paragraph(pdf, width, 4.4, report.familiarity)
+        pdf.set_text_color(0, 0, 0)
 
 
 def draw_measurements(pdf: ReportPDF, report: CaseReport, left: float, width: float) -> None:

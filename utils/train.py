@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     from utils.training.nuclei_cli import add_nuclei_parser
 
     add_nuclei_parser(tasks)
+    from utils.training.familiarity_cli import add_familiarity_parser
+
+    add_familiarity_parser(tasks)
     return parser
 
 
@@ -669,6 +672,13 @@ def _run_nuclei(args: argparse.Namespace) -> int:
     return run_nuclei(args)
 
 
+def _run_familiarity(args: argparse.Namespace) -> int:
+    """Fit a classifier's unfamiliar-image reference (imported lazily, like nuclei)."""
+    from utils.training.familiarity_cli import run_familiarity
+
+    return run_familiarity(args)
+
+
 #: The runner of each sub-command.
 _TASK_RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "segment": run_segment,
@@ -680,6 +690,7 @@ _TASK_RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "attach-cv": run_attach_cv,
     "combine": run_combine,
     "nuclei": _run_nuclei,
+    "familiarity": _run_familiarity,
 }
 
 

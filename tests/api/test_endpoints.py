@@ -41,6 +41,7 @@ def test_predict_gives_calibrated_probabilities_and_an_uncertainty_flag(
     assert body["prediction"] == max(body["probabilities"], key=body["probabilities"].get)
     assert body["confidence"] == pytest.approx(body["probabilities"][body["prediction"]])
     assert isinstance(body["refer"], bool) and 0 <= body["uncertainty"] <= 1
+    assert body["familiarity"] is None  # the tiny test bundle ships no familiarity reference
     assert body["model"] == {
         "name": "ultrasound_classifier",
         "version": "test",

@@ -36,5 +36,9 @@ def test_shipped_segmenter_finds_and_measures_a_phantom_lesion() -> None:
     assert body["models"][0]["name"] == "ultrasound_segmenter"
     if DEFAULT_CLASSIFIER_BUNDLE in available_bundles(SAVED_MODELS_DIR):
         assert predict.status_code == 200 and body["classification"] is not None
+        # The shipped classifier has a familiarity reference; the answer carries it.
+        familiarity = predict.json()["familiarity"]
+        assert set(familiarity) == {"distance", "percentile", "unfamiliar"}
+        assert body["classification"]["familiarity"]["unfamiliar"] == familiarity["unfamiliar"]
     else:  # not shipped yet: the API says so instead of failing
         assert predict.status_code == 503 and body["classification"] is None

@@ -218,6 +218,9 @@ def test_the_shipped_classifier_gives_four_panels_and_calibrated_probabilities(
     assert app.image[2].proto.imgs[0].caption.startswith("Classifier")
     # The shipped card records a leave-one-dataset-out run: the reader is told.
     assert any("cross-dataset test" in caption.value for caption in app.caption)
+    # The shipped classifier has a familiarity reference: the page says how the image fits.
+    notes = [*(c.value for c in app.caption), *(w.value for w in app.warning)]
+    assert any(note.startswith(("Familiar image", "Unfamiliar image")) for note in notes)
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -12,11 +12,13 @@ from utils.analysis import (
     AnalysisSettings,
     analyse_ultrasound,
     cam_target,
+    familiarity_note,
     inference_count,
     model_disagreement,
     reference_dice,
 )
 from utils.errors import ConfigError
+from utils.familiarity import FamiliarityResult
 from utils.image_io import LoadedImage, load_image
 from utils.inference.classifier import ClassificationResult, LesionClassifier
 from utils.inference.segmenter import LesionSegmenter, SegmentationResult
@@ -188,3 +190,24 @@ def test_model_disagreement_flags_contradicting_models(predicted, lesion, expect
         assert caution is None
     else:
         assert caution is not None and expected in caution
+
+
+@pytest.mark.parametrize(
+    ("familiarity", "expected"),
+    [
+        (FamiliarityResult(12.0, 99.4, True), "Unfamiliar image: it lies farther from the"),
+        (FamiliarityResult(12.0, 99.4, True), "than 99.4% of them do"),
+        (
+            FamiliarityResult(3.0, 20.0, False),
+            "closer to the classifier's training images than 80%",
+        ),
+        (None, None),
+    ],
+)
+def test_familiarity_note_says_what_the_flag_means(familiarity, expected) -> None:
+    classification = ClassificationResult(
+        {"benign": 0.8}, predicted_class="benign", confidence=0.8, familiarity=familiarity
+    )
+    note = familiarity_note(classification)
+    assert note is None if expected is None else expected in note
+    assert familiarity_note(None) is None

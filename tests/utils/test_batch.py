@@ -111,6 +111,8 @@ def test_classify_and_analyze_rows(tmp_path: Path, batch_models_dir: Path) -> No
     np.testing.assert_allclose(probabilities, 1.0, atol=1e-6)
     assert set(ok["prediction"]) <= {"normal", "benign", "malignant"}
     assert ok["refer"].isin([True, False]).all()
+    # The test bundle ships no familiarity reference: the columns exist and are empty.
+    assert ok["unfamiliar"].isna().all() and ok["familiarity_percentile"].isna().all()
     analyze = run_batch(
         make_config(cohort, tmp_path / "a.parquet", batch_models_dir, "analyze", chunk_size=1)
     )

@@ -106,6 +106,21 @@ def test_no_referral_flag_is_stated(rng: np.random.Generator) -> None:
     assert "No referral flag" in _flat(render_case_report(report))
 
 
+def test_the_familiarity_line_is_printed_when_given(rng: np.random.Generator) -> None:
+    report = CaseReport(
+        panels=_panels(rng),
+        created=CREATED,
+        probabilities={"benign": 0.9, "malignant": 0.1},
+        refer=False,
+        familiarity="Unfamiliar image: it lies farther than 99.0% of them do.",
+        unfamiliar=True,
+        measurements=ROWS,
+    )
+    assert "Unfamiliar image: it lies farther" in _flat(render_case_report(report))
+    plain = CaseReport(panels=_panels(rng), created=CREATED, measurements=ROWS)
+    assert "familiar" not in _flat(render_case_report(plain)).lower()
+
+
 def test_the_largest_allowed_report_still_fits_one_page(rng: np.random.Generator) -> None:
     tall = rng.integers(0, 256, (900, 200), dtype=np.uint8)  # tallest panel aspect
     report = CaseReport(

@@ -70,6 +70,10 @@ def _classification_columns(result: ClassificationResult) -> Row:
         "confidence": result.confidence,
         "uncertainty": result.uncertainty,
         "refer": result.refer,
+        "unfamiliar": None if result.familiarity is None else result.familiarity.unfamiliar,
+        "familiarity_percentile": (
+            None if result.familiarity is None else round(result.familiarity.percentile, 1)
+        ),
     }
     row.update({f"prob_{name}": value for name, value in result.probabilities.items()})
     return row

@@ -8,37 +8,50 @@ for other models the log-probabilities stand in for the logits, which is exact, 
 ``softmax(log p / T)`` equals ``softmax(z / T)`` for ``p = softmax(z)``.
 
 With ``with_uncertainty=True`` the images also go through test-time augmentation, whose
-spread gives an uncertainty and a "refer to a human reader" flag.
+spread gives an uncertainty and a "refer to a human reader" flag. With
+``with_familiarity=True`` and a familiarity reference next to the bundle
+(``NAME.familiarity.npz``, see :mod:`utils.familiarity`), each result also says how
+unlike the training images the image looks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import keras
 import numpy as np
 
 from utils.calibration import DEFAULT_N_AUGMENT, apply_temperature, should_refer, tta_predict
-from utils.errors import ConfigError
+from utils.errors import ConfigError, ModelError
+from utils.familiarity import (
+    FamiliarityReference,
+    FamiliarityResult,
+    familiarity_path,
+    load_familiarity,
+)
 from utils.inference.bundle import (
     DEFAULT_CLASSIFIER_BUNDLE,
     ImageLike,
     as_image_list,
     images_for_model,
+    resolve_bundle_paths,
     to_float_batch,
 )
 from utils.inference.compiled import compile_forward
 from utils.inference.predictor import BundlePredictor, weights_fingerprint
-from utils.models.classification import LOGITS_LAYER, logits_model
+from utils.models.classification import LOGITS_LAYER, logits_model, penultimate_model
 from utils.models.mask_guided import (
     SEGMENTER_LAYER,
     build_mask_guided_mixer,
+    mask_guided_feature_head,
     mask_guided_head_copy,
     split_mask_guided,
 )
+from utils.paths import SAVED_MODELS_DIR
 
 __all__ = ["ClassificationResult", "LesionClassifier"]
 
@@ -64,6 +77,8 @@ class ClassificationResult:
         refer: Whether to hand the image to a human reader (low calibrated confidence or
             high entropy, :func:`utils.calibration.should_refer` on the TTA mean);
             ``None`` without uncertainty.
+        familiarity: How the image's features compare with the training images';
+            ``None`` unless asked for and the bundle has a familiarity reference.
     """
 
     probabilities: dict[str, float]
@@ -72,6 +87,7 @@ class ClassificationResult:
     uncertainty: float | None = None
     top_prob_std: float | None = None
     refer: bool | None = None
+    familiarity: FamiliarityResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -82,6 +98,7 @@ class ClassificationResult:
             "uncertainty": self.uncertainty,
             "top_prob_std": self.top_prob_std,
             "refer": self.refer,
+            "familiarity": None if self.familiarity is None else self.familiarity.to_dict(),
         }
 
 
@@ -103,11 +120,26 @@ class LesionClassifier(BundlePredictor):
     DEFAULT_BUNDLE = DEFAULT_CLASSIFIER_BUNDLE
     DEFAULT_BATCH_SIZE = DEFAULT_BATCH_SIZE
 
-    def __init__(self, model: keras.Model, card: dict[str, Any], **options: Any) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        card: dict[str, Any],
+        *,
+        familiarity: FamiliarityReference | None = None,
+        **options: Any,
+    ) -> None:
         """Compile ``model`` once, to its logits when it has them (see :class:`BundlePredictor`).
 
+        Args:
+            model: The classifier.
+            card: Its model card.
+            familiarity: The reference of :mod:`utils.familiarity` fitted on this model's
+                training features, or ``None``.
+            **options: ``batch_size`` and ``warm_up`` (see :class:`BundlePredictor`).
+
         Raises:
-            ModelError: The card is not a valid classification card.
+            ModelError: The card is not a valid classification card, or ``familiarity``
+                was fitted on other weights or features of another size.
             ConfigError: ``batch_size`` is not a positive integer.
         """
         self._outputs_logits = _has_logits_layer(model)
@@ -124,6 +156,7 @@ class LesionClassifier(BundlePredictor):
             self._head = compile_forward(head, tuple(head.input_shape[1:]))
             height, width = self.input_shape[:2]
             self._mixer = compile_forward(build_mask_guided_mixer(model), (height, width, 2))
+        self.familiarity = self._checked_familiarity(familiarity)
 
     @cached_property
     def segmenter_fingerprint(self) -> str | None:
@@ -134,6 +167,105 @@ class LesionClassifier(BundlePredictor):
         if not self.is_mask_guided:
             return None
         return weights_fingerprint(self.model.get_layer(SEGMENTER_LAYER))
+
+    @classmethod
+    def from_bundle(
+        cls,
+        name_or_path: str | Path,
+        *,
+        models_dir: Path | str = SAVED_MODELS_DIR,
+        **options: Any,
+    ) -> Self:
+        """Load a bundle and, when there is one, its familiarity reference.
+
+        The reference is ``NAME.familiarity.npz`` next to ``NAME.keras``; passing
+        ``familiarity=`` (a reference, or ``None`` for none) skips reading it.
+
+        Raises:
+            ModelError: The bundle is missing or invalid, or its card names a familiarity
+                reference that is missing, unreadable or fitted on other weights.
+        """
+        if "familiarity" in options:  # given by the caller (None: none wanted)
+            return super().from_bundle(name_or_path, models_dir=models_dir, **options)
+        model_path, _ = resolve_bundle_paths(name_or_path, models_dir=models_dir)
+        sidecar = familiarity_path(model_path)
+        options["familiarity"] = load_familiarity(sidecar) if sidecar.is_file() else None
+        classifier = super().from_bundle(name_or_path, models_dir=models_dir, **options)
+        if "familiarity" in classifier.card and classifier.familiarity is None:
+            raise ModelError(
+                f"The card of {model_path.name} describes a familiarity reference but "
+                f"{sidecar.name} is missing next to it; restore it or refit it "
+                "(python -m utils.train familiarity)."
+            )
+        return classifier
+
+    def _checked_familiarity(
+        self, reference: FamiliarityReference | None
+    ) -> FamiliarityReference | None:
+        if reference is None:
+            return None
+        n_features = int(self._feature_network.output.shape[-1])
+        if reference.n_features != n_features:
+            raise ModelError(
+                f"The familiarity reference has {reference.n_features} features but this "
+                f"classifier's penultimate layer has {n_features}: it belongs to another model."
+            )
+        if reference.weights_fingerprint and reference.weights_fingerprint != (
+            self.weights_fingerprint
+        ):
+            raise ModelError(
+                f"The familiarity reference was fitted on weights "
+                f"{reference.weights_fingerprint}, not on this classifier's "
+                f"({self.weights_fingerprint}); refit it (python -m utils.train familiarity)."
+            )
+        return reference
+
+    @cached_property
+    def _feature_network(self) -> keras.Model:
+        """Input (or a mask-guided model's head input) -> penultimate features."""
+        head = mask_guided_feature_head(self.model)
+        return penultimate_model(self.model) if head is None else head
+
+    @cached_property
+    def _features_forward(self) -> Any:
+        network = self._feature_network
+        return compile_forward(network, tuple(network.input_shape[1:]))
+
+    def embed(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        segmenter_probabilities: Sequence[np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """(N, D) penultimate features of images of any size (the input of ``logits``).
+
+        Args:
+            images: One image or several.
+            segmenter_probabilities: Mask-guided models: the embedded segmenter's maps,
+                already computed (see :meth:`head_inputs`).
+
+        Raises:
+            ModelError: The model has no ``logits`` layer.
+            ConfigError: Maps given to a model that is not mask-guided, or of a bad size.
+        """
+        if self.is_mask_guided or segmenter_probabilities is not None:
+            inputs = self.head_inputs(images, segmenter_probabilities)
+        else:
+            inputs = self._model_batch(images)
+        if len(inputs) == 0:
+            n_features = int(self._feature_network.output.shape[-1])
+            return np.zeros((0, n_features), dtype=np.float32)
+        return self._chunked(self._features_forward, inputs)
+
+    def assess_familiarity(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        segmenter_probabilities: Sequence[np.ndarray] | None = None,
+    ) -> list[FamiliarityResult] | None:
+        """How familiar each image looks (:mod:`utils.familiarity`); ``None`` if no reference."""
+        if self.familiarity is None:
+            return None
+        features = self.embed(images, segmenter_probabilities)
+        return self.familiarity.assess(features) if len(features) else []
 
     @cached_property
     def cam_model(self) -> keras.Model:  # type: ignore[override]
@@ -249,6 +381,7 @@ class LesionClassifier(BundlePredictor):
         seed: int = 0,
         temperature: float | None = None,
         segmenter_probabilities: Sequence[np.ndarray] | None = None,
+        with_familiarity: bool = False,
     ) -> list[ClassificationResult]:
         """Classify images of any size.
 
@@ -262,6 +395,7 @@ class LesionClassifier(BundlePredictor):
             temperature: Overrides the card's temperature.
             segmenter_probabilities: Mask-guided models only: the embedded segmenter's
                 maps of the images, already computed (see :meth:`head_inputs`).
+            with_familiarity: Also fill ``familiarity`` (when the bundle has a reference).
 
         Returns:
             One result per image, in order.
@@ -271,6 +405,29 @@ class LesionClassifier(BundlePredictor):
             ImageDimensionError: An image has an unusable shape.
             InvalidImageError: An array is not uint8.
         """
+        results = self._classified(
+            images, with_uncertainty, n_augment, seed, temperature, segmenter_probabilities
+        )
+        familiarity = (
+            self.assess_familiarity(images, segmenter_probabilities) if with_familiarity else None
+        )
+        if familiarity is None:
+            return results
+        return [
+            replace(result, familiarity=assessed)
+            for result, assessed in zip(results, familiarity, strict=True)
+        ]
+
+    def _classified(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        with_uncertainty: bool,
+        n_augment: int,
+        seed: int,
+        temperature: float | None,
+        segmenter_probabilities: Sequence[np.ndarray] | None,
+    ) -> list[ClassificationResult]:
+        """:meth:`predict` without familiarity."""
         scale = self._temperature(temperature)
         if segmenter_probabilities is not None:
             tta_inputs, forward = self.head_inputs(images, segmenter_probabilities), self._head

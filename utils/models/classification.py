@@ -77,6 +77,7 @@ __all__ = [
     "build_vgg19",
     "last_conv_layer_name",
     "logits_model",
+    "penultimate_model",
     "set_backbone_trainable",
 ]
 
@@ -644,6 +645,22 @@ def build_classifier(arch: str = DEFAULT_CLASSIFIER_ARCH, **kwargs: object) -> k
 # ----------------------------------------------------------------------------- model helpers
 
 
+def _logits_layer(model: keras.Model) -> keras.layers.Layer:
+    try:
+        return model.get_layer(LOGITS_LAYER)
+    except ValueError as error:
+        raise ModelError(
+            f"Model {model.name!r} has no {LOGITS_LAYER!r} layer; it was not built by "
+            f"utils.models.classification."
+        ) from error
+
+
+def _sub_model(model: keras.Model, output: keras.KerasTensor, suffix: str) -> keras.Model:
+    # A single input is passed bare so the new model is called like the original.
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, output, name=f"{model.name}_{suffix}")
+
+
 def logits_model(model: keras.Model) -> keras.Model:
     """A model from the classifier's input to its ``logits`` layer (shared weights).
 
@@ -657,16 +674,25 @@ def logits_model(model: keras.Model) -> keras.Model:
     Raises:
         ModelError: ``model`` has no layer named ``logits``.
     """
-    try:
-        logits = model.get_layer(LOGITS_LAYER).output
-    except ValueError as error:
-        raise ModelError(
-            f"Model {model.name!r} has no {LOGITS_LAYER!r} layer; it was not built by "
-            f"utils.models.classification."
-        ) from error
-    # A single input is passed bare so the new model is called like the original.
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, logits, name=f"{model.name}_logits")
+    return _sub_model(model, _logits_layer(model).output, "logits")
+
+
+def penultimate_model(model: keras.Model) -> keras.Model:
+    """A model from the classifier's input to its penultimate features (shared weights).
+
+    The features are the input of the ``logits`` layer (the pooled, dropped-out head
+    features; dropout is off at inference), as :mod:`utils.familiarity` uses them.
+
+    Args:
+        model: A classifier built by this module (or loaded from one).
+
+    Returns:
+        A model mapping images to (N, D) features.
+
+    Raises:
+        ModelError: ``model`` has no layer named ``logits``.
+    """
+    return _sub_model(model, _logits_layer(model).input, "penultimate")
 
 
 def backbone_layer_names(model: keras.Model) -> list[str]:

@@ -33,6 +33,7 @@ __all__ = [
     "build_mask_guided_front_end",
     "build_mask_guided_mixer",
     "lesion_view_pool_size",
+    "mask_guided_feature_head",
     "mask_guided_head_copy",
     "split_mask_guided",
 ]
@@ -179,13 +180,31 @@ def _check_reproduces_head(model: keras.Model, front_end: keras.Model, head: ker
         )
 
 
-def _head_graph(model: keras.Model, *, to_logits: bool = False) -> keras.Model | None:
-    """The composed model's own head layers, from the front end's output (shared weights)."""
+def _head_graph(
+    model: keras.Model, *, to_logits: bool = False, to_features: bool = False
+) -> keras.Model | None:
+    """The composed model's own head layers, from the front end's output (shared weights).
+
+    The head ends at the probabilities, the logits (``to_logits``) or the penultimate
+    features, the input of the logits layer (``to_features``).
+    """
     if FRONT_END_OUTPUT not in {layer.name for layer in model.layers}:
         return None
     cut = model.get_layer(FRONT_END_OUTPUT).output
-    end = model.get_layer(LOGITS_LAYER).output if to_logits else model.outputs[0]
+    if to_features:
+        end = model.get_layer(LOGITS_LAYER).input
+    else:
+        end = model.get_layer(LOGITS_LAYER).output if to_logits else model.outputs[0]
     return keras.Model(cut, end, name="mask_guided_head")
+
+
+def mask_guided_feature_head(model: keras.Model) -> keras.Model | None:
+    """A mask-guided model's head up to its penultimate features; ``None`` if not mask-guided.
+
+    Built from the composed model itself: a head model's own ``logits`` layer input
+    belongs to the composed graph, not to the head's cloned one.
+    """
+    return _head_graph(model, to_features=True)
 
 
 def split_mask_guided(

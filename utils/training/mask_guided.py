@@ -109,10 +109,10 @@ def _segmenter_config(segmenter_cv_dir: Path) -> SegmenterTrainConfig:
     return config_from_saved(SegmenterTrainConfig, json.loads(cv_path.read_text())["config"])
 
 
-def fold_probability_maps(
-    arrays: TrainingArrays, segmenter_cv_dir: Path, fold: int, n_val: int
-) -> tuple[np.ndarray, float]:
-    """Probability maps of every image from fold ``fold``'s segmenter, and its threshold.
+def fold_segmenter(
+    segmenter_cv_dir: Path, fold: int, n_val: int, image_size: int
+) -> tuple[keras.Model, float]:
+    """Fold ``fold``'s segmenter of a CV run, with its tuned threshold.
 
     Raises:
         ConfigError: The segmenter run lacks the fold, has another image size, or its
@@ -130,14 +130,26 @@ def fold_probability_maps(
             f"Segmenter fold {fold} held out {metrics.get('n_val')} images but this fold holds "
             f"out {n_val}: the runs do not share folds (same data, order, --folds and --seed)."
         )
-    if config.image_size != arrays.images.shape[1]:
+    if config.image_size != image_size:
         raise ConfigError(
             f"The segmenter run is {config.image_size} px but the images are "
-            f"{arrays.images.shape[1]} px; use the same --image-size."
+            f"{image_size} px; use the same --image-size."
         )
     model = _build_architecture(config)
     model.load_weights(weights_path)
-    return predict_probability_maps(model, arrays.images), float(metrics["threshold"])
+    return model, float(metrics["threshold"])
+
+
+def fold_probability_maps(
+    arrays: TrainingArrays, segmenter_cv_dir: Path, fold: int, n_val: int
+) -> tuple[np.ndarray, float]:
+    """Probability maps of every image from fold ``fold``'s segmenter, and its threshold.
+
+    Raises:
+        ConfigError: See :func:`fold_segmenter`.
+    """
+    model, threshold = fold_segmenter(segmenter_cv_dir, fold, n_val, arrays.images.shape[1])
+    return predict_probability_maps(model, arrays.images), threshold
 
 
 def cross_validate_mask_guided(

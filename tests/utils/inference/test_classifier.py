@@ -13,7 +13,13 @@ from tests.utils.inference.test_bundle import (
     loaded_image,
     save_classifier_bundle,
 )
-from utils.errors import ConfigError, ImageDimensionError
+from utils.errors import ConfigError, ImageDimensionError, ModelError
+from utils.familiarity import (
+    FamiliarityReference,
+    familiarity_path,
+    fit_familiarity,
+    save_familiarity,
+)
 from utils.inference.bundle import load_bundle
 from utils.inference.classifier import ClassificationResult, LesionClassifier
 
@@ -115,3 +121,54 @@ def test_rgb_models_accept_grayscale_and_bad_input_is_rejected(
         classifier.predict(images[1])
     with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
         LesionClassifier(classifier.model, classifier.card, batch_size=0)
+
+
+def _reference_for(classifier: LesionClassifier, **options: object) -> FamiliarityReference:
+    rng = np.random.default_rng(11)
+    training = [rng.integers(60, 200, (32, 32), dtype=np.uint8) for _ in range(40)]
+    return fit_familiarity(classifier.embed(training), n_components=4, **options)
+
+
+def test_familiarity_is_read_from_the_bundle_and_added_on_request(
+    tmp_path: Path, images: list[np.ndarray]
+) -> None:
+    path = save_classifier_bundle(tmp_path, "familiar")
+    plain = LesionClassifier.from_bundle(path)
+    assert plain.familiarity is None and plain.assess_familiarity(images) is None
+    assert all(
+        result.familiarity is None for result in plain.predict(images, with_familiarity=True)
+    )
+    features = plain.embed(images)
+    assert features.shape[0] == 3 and features.ndim == 2
+    assert plain.embed([]).shape == (0, features.shape[1])
+    reference = _reference_for(plain, weights_fingerprint=plain.weights_fingerprint)
+    save_familiarity(reference, familiarity_path(path))
+    classifier = LesionClassifier.from_bundle(path)
+    assert classifier.familiarity is not None
+    results = classifier.predict(images, with_uncertainty=True, with_familiarity=True)
+    expected = reference.assess(features)
+    for result, assessed in zip(results, expected, strict=True):
+        assert result.familiarity.distance == pytest.approx(assessed.distance, rel=1e-4)
+        assert result.to_dict()["familiarity"]["unfamiliar"] == assessed.unfamiliar
+    # Without the request the answers are unchanged and carry no familiarity.
+    plain_results = classifier.predict(images, with_uncertainty=True)
+    for result, without in zip(results, plain_results, strict=True):
+        assert without.familiarity is None
+        assert without.probabilities == pytest.approx(result.probabilities)
+    assert classifier.assess_familiarity([]) == []
+    # familiarity=None skips the file, e.g. to refit it.
+    assert LesionClassifier.from_bundle(path, familiarity=None).familiarity is None
+
+
+def test_a_reference_of_other_weights_or_size_or_a_missing_one_is_refused(
+    tmp_path: Path, classifier: LesionClassifier
+) -> None:
+    stale = _reference_for(classifier, weights_fingerprint="0123456789abcdef")
+    with pytest.raises(ModelError, match="fitted on weights 0123456789abcdef, not on this"):
+        LesionClassifier(classifier.model, classifier.card, familiarity=stale)
+    wrong_size = fit_familiarity(np.random.default_rng(0).normal(size=(30, 5)), n_components=2)
+    with pytest.raises(ModelError, match="has 5 features but this classifier's penultimate"):
+        LesionClassifier(classifier.model, classifier.card, familiarity=wrong_size)
+    path = save_classifier_bundle(tmp_path, "card_says", familiarity={"file": "x"})
+    with pytest.raises(ModelError, match=r"card_says.familiarity.npz is missing next to it"):
+        LesionClassifier.from_bundle(path)

@@ -21,6 +21,7 @@ from utils.models.mask_guided import (
     build_mask_guided_front_end,
     build_mask_guided_mixer,
     lesion_view_pool_size,
+    mask_guided_feature_head,
     mask_guided_head_copy,
     split_mask_guided,
 )
@@ -297,3 +298,21 @@ def test_analysis_skips_the_embedded_segmenter_when_it_is_the_same(
     )
     assert result.classification.probabilities == pytest.approx(expected.probabilities, abs=1e-5)
     assert result.classifier_cam is not None and result.classifier_cam.shape == (16, 16)
+
+
+def test_features_of_a_mask_guided_classifier_are_the_heads_with_or_without_reused_maps(
+    guided: LesionClassifier, tiny_segmenter: keras.Model, tiny_head: keras.Model
+) -> None:
+    segmenter = LesionSegmenter(tiny_segmenter, SEGMENTER_CARD)
+    images = [np.random.default_rng(seed).integers(0, 255, (40, 50), np.uint8) for seed in (9, 10)]
+    maps = [segmenter.segment(image).model_probabilities for image in images]
+    fresh, reused = guided.embed(images), guided.embed(images, maps)
+    np.testing.assert_allclose(fresh, reused, atol=1e-5)
+    # They are what the head's logits layer reads: the logits follow from them.
+    logits_layer = guided.model.get_layer("logits")
+    logits = keras.ops.convert_to_numpy(logits_layer(fresh))
+    _, to_logits = split_mask_guided(guided.model, to_logits=True)
+    stacked = guided.head_inputs(images)
+    np.testing.assert_allclose(logits, to_logits.predict(stacked, verbose=0), atol=1e-4)
+    assert mask_guided_feature_head(guided.model).output_shape == (None, fresh.shape[1])
+    assert mask_guided_feature_head(tiny_head) is None
