@@ -37,6 +37,7 @@ __all__ = [
     "cv_summary_rows",
     "evaluation_class_names",
     "evaluation_value",
+    "familiarity_rows",
     "format_value",
     "per_class_rows",
     "pooled_metric_rows",
@@ -282,3 +283,54 @@ def cross_site_note(card: dict[str, Any]) -> str | None:
         f"never saw, as at another hospital), {label} was {scores}{compared}. Expect "
         "lower accuracy on images from a scanner or hospital it was not trained on."
     )
+
+
+def _share(spread: Any) -> str:
+    mean = spread.get("mean") if isinstance(spread, dict) else None
+    return f"{mean:.0%}" if _is_number(mean) else ""
+
+
+def _auroc(spread: Any) -> str:
+    mean = spread.get("mean") if isinstance(spread, dict) else None
+    return f"{mean:.3f}" if _is_number(mean) else ""
+
+
+def familiarity_rows(card: dict[str, Any]) -> list[dict[str, str]] | None:
+    """How the card's unfamiliar-image flag did in CV (``familiarity.validation``), or ``None``.
+
+    One row for the held-out patients (the false-alarm rate), one per outside image set
+    and one per site pair (flag fitted on one dataset, scored on the other).
+    """
+    validation = _section(card, "familiarity.validation")
+    if validation is None:
+        return None
+    rows = [
+        {
+            "images": "held-out patients, same hospitals (false alarms)",
+            "flagged unfamiliar": _share(validation.get("held_out_flagged")),
+            "AUROC vs held-out": "",
+        }
+    ]
+    for name, entry in (validation.get("outside") or {}).items():
+        if isinstance(entry, dict):
+            rows.append(
+                {
+                    "images": f"{name} ({entry.get('n', '?')} images, outside the training data)",
+                    "flagged unfamiliar": _share(entry.get("flagged")),
+                    "AUROC vs held-out": _auroc(entry.get("auroc")),
+                }
+            )
+    for pair, entry in (validation.get("cross_site") or {}).items():
+        if isinstance(entry, dict):
+            fitted, _, other = str(pair).partition("->")
+            rows.append(
+                {
+                    "images": f"{other} patients, flag fitted on {fitted} only (another site)",
+                    "flagged unfamiliar": (
+                        f"{_share(entry.get('flagged_other_site'))} (same site: "
+                        f"{_share(entry.get('flagged_same_site'))})"
+                    ),
+                    "AUROC vs held-out": _auroc(entry.get("auroc")),
+                }
+            )
+    return rows

@@ -13,6 +13,7 @@ from helpers.model_card_metrics import (
     cross_site_note,
     cv_fold_rows,
     cv_summary_rows,
+    familiarity_rows,
     per_class_rows,
     pooled_metric_rows,
 )
@@ -105,6 +106,12 @@ def show_bundle(bundle: BundleCard) -> None:
     if cross_site is not None:
         st.markdown("**On a dataset it never trained on**")
         st.warning(cross_site)
+
+    familiarity = familiarity_rows(card)
+    if familiarity is not None:
+        st.markdown("**Unfamiliar-image flag**")
+        st.caption(str(card["familiarity"].get("meaning", "")))
+        st.dataframe(familiarity, hide_index=True, width="stretch")
 
     st.subheader("Evaluation plots")
     for column, plot in zip(st.columns(3), card_plots(card), strict=True):

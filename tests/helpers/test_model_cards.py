@@ -22,6 +22,7 @@ from helpers.model_card_metrics import (
     cv_summary_rows,
     evaluation_class_names,
     evaluation_value,
+    familiarity_rows,
     per_class_rows,
     pooled_metric_rows,
 )
@@ -463,3 +464,38 @@ def test_cross_site_note_is_none_without_a_leave_one_dataset_out_run(change) -> 
     card = _cross_dataset_card("classification", "auc_malignant")
     change(card)
     assert cross_site_note(card) is None
+
+
+def _spread(mean: float) -> dict:
+    return {"mean": mean, "sd": 0.01, "per_fold": [mean]}
+
+
+def test_familiarity_rows_give_the_false_alarm_outside_and_cross_site_rates() -> None:
+    card = {
+        "familiarity": {
+            "validation": {
+                "held_out_flagged": _spread(0.062),
+                "outside": {
+                    "Tissue_Images": {"n": 30, "flagged": _spread(0.96), "auroc": _spread(0.988)}
+                },
+                "cross_site": {
+                    "busi->bus-bra": {
+                        "flagged_same_site": _spread(0.059),
+                        "flagged_other_site": _spread(0.374),
+                        "auroc": _spread(0.846),
+                    }
+                },
+            }
+        }
+    }
+    rows = familiarity_rows(card)
+    assert rows[0]["flagged unfamiliar"] == "6%" and rows[0]["AUROC vs held-out"] == ""
+    assert rows[1] == {
+        "images": "Tissue_Images (30 images, outside the training data)",
+        "flagged unfamiliar": "96%",
+        "AUROC vs held-out": "0.988",
+    }
+    assert rows[2]["images"] == "bus-bra patients, flag fitted on busi only (another site)"
+    assert rows[2]["flagged unfamiliar"] == "37% (same site: 6%)"
+    assert familiarity_rows({"familiarity": {"file": "x.npz"}}) is None
+    assert familiarity_rows({}) is None

@@ -109,3 +109,5 @@ def test_shipped_bundles_through_the_navigation() -> None:
     assert "ultrasound_segmenter" in [tab.label for tab in app.tabs]
     assert "Analyse page: lesion segmentation" in _texts(app)
     assert any("cross-dataset test" in warning.value for warning in app.warning)
+    # The shipped classifier's unfamiliar-image flag and its CV check are shown.
+    assert "**Unfamiliar-image flag**" in _texts(app)
