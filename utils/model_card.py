@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import keras
 
 from utils.errors import ModelError
+from utils.familiarity import familiarity_path
 from utils.paths import SAVED_MODELS_DIR
+
+LOGGER = logging.getLogger(__name__)
 
 INTENDED_USE = (
     "Decision support for trained readers of breast imaging; not a diagnosis and not a "
@@ -45,6 +49,9 @@ def save_model_bundle(
 
     Returns:
         Path of the ``.keras`` file.
+
+    A familiarity reference of the bundle's previous weights (``NAME.familiarity.npz``
+    and the card's ``familiarity`` section) is removed, since it no longer applies.
     """
     models_dir.mkdir(parents=True, exist_ok=True)
     card = {
@@ -55,6 +62,13 @@ def save_model_bundle(
         **card,
     }
     model_path = models_dir / f"{name}.keras"
+    # A familiarity reference describes the old weights' features: drop it with them
+    # (python -m utils.train familiarity fits the new one).
+    stale = familiarity_path(model_path)
+    if stale.exists() or "familiarity" in card:
+        stale.unlink(missing_ok=True)
+        card.pop("familiarity", None)
+        LOGGER.warning("%s: removed the previous weights' familiarity reference; refit it.", name)
     model.save(model_path)
     (models_dir / f"{name}.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
     (models_dir / f"{name}.md").write_text(card_to_markdown(card))

@@ -36,6 +36,19 @@ def test_bundle_writes_model_card_and_markdown(tmp_path: Path) -> None:
     assert "0.800 ± 0.020 (n=5)" in markdown and "Doppler" in markdown
 
 
+def test_reshipping_drops_the_old_weights_familiarity_reference(tmp_path: Path, caplog) -> None:
+    card = {"task": "classification", "familiarity": {"file": "demo.familiarity.npz"}}
+    sidecar = tmp_path / "demo.familiarity.npz"
+    sidecar.write_bytes(b"reference of the old weights")
+    save_model_bundle(_tiny_model(), "demo", card, models_dir=tmp_path)
+    assert not sidecar.exists()
+    assert "familiarity" not in load_model_card("demo", models_dir=tmp_path)
+    assert "refit it" in caplog.text
+    caplog.clear()
+    save_model_bundle(_tiny_model(), "demo", {"task": "classification"}, models_dir=tmp_path)
+    assert "refit" not in caplog.text  # nothing to drop, nothing said
+
+
 def test_missing_card_lists_available_ones(tmp_path: Path) -> None:
     (tmp_path / "segmenter.json").write_text("{}")
     with pytest.raises(ModelError, match="available: segmenter"):
