@@ -22,6 +22,7 @@ from utils.familiarity import (
 )
 from utils.inference.bundle import load_bundle
 from utils.inference.classifier import ClassificationResult, LesionClassifier
+from utils.model_card import update_model_card
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +170,8 @@ def test_a_reference_of_other_weights_or_size_or_a_missing_one_is_refused(
     wrong_size = fit_familiarity(np.random.default_rng(0).normal(size=(30, 5)), n_components=2)
     with pytest.raises(ModelError, match="has 5 features but this classifier's penultimate"):
         LesionClassifier(classifier.model, classifier.card, familiarity=wrong_size)
-    path = save_classifier_bundle(tmp_path, "card_says", familiarity={"file": "x"})
+    path = save_classifier_bundle(tmp_path, "card_says")
+    # The card names a reference whose file was lost (not copied with the bundle).
+    update_model_card("card_says", {"familiarity": {"file": "x"}}, models_dir=tmp_path)
     with pytest.raises(ModelError, match=r"card_says.familiarity.npz is missing next to it"):
         LesionClassifier.from_bundle(path)
