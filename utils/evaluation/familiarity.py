@@ -75,6 +75,7 @@ def familiarity_cv_report(
     *,
     n_components: int = DEFAULT_N_COMPONENTS,
     quantile: float = DEFAULT_QUANTILE,
+    held_out_correct: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Flag rates and AUROCs of the familiarity flag in grouped cross-validation.
 
@@ -87,6 +88,8 @@ def familiarity_cv_report(
             one (M, D) feature array per fold.
         n_components: See :func:`utils.familiarity.fit_familiarity`.
         quantile: See :func:`utils.familiarity.fit_familiarity`.
+        held_out_correct: (N,) whether each image's held-out fold model classified it
+            correctly; adds ``held_out_accuracy`` of the flagged and unflagged images.
 
     Returns:
         ``held_out_flagged`` (mean, sd, per fold), ``outside`` (per set: ``n``,
@@ -97,6 +100,12 @@ def familiarity_cv_report(
         ConfigError: Inputs that do not line up, or bad settings.
     """
     fold_of = _check_inputs(fold_features, fold_of, datasets)
+    if held_out_correct is not None and len(held_out_correct) != len(fold_of):
+        raise ConfigError(
+            f"held_out_correct has {len(held_out_correct)} entries but there are "
+            f"{len(fold_of)} images; give one per image."
+        )
+    flagged_held_out = np.zeros(len(fold_of), dtype=bool)
     datasets = np.asarray(datasets)
     outside = dict(outside or {})
     held_out_flagged: list[float] = []
@@ -113,7 +122,8 @@ def familiarity_cv_report(
         train, held = fold_of != fold, fold_of == fold
         reference = fit_familiarity(features[train], n_components=n_components, quantile=quantile)
         held_distances = reference.distances(features[held])
-        held_out_flagged.append(float((held_distances > reference.threshold).mean()))
+        flagged_held_out[held] = held_distances > reference.threshold
+        held_out_flagged.append(float(flagged_held_out[held].mean()))
         for name, per_fold in outside.items():
             distances = reference.distances(np.asarray(per_fold[fold]))
             outside_rates[name]["flagged"].append(float((distances > reference.threshold).mean()))
@@ -128,7 +138,7 @@ def familiarity_cv_report(
             entry["flagged_same_site"].append(float((same > site.threshold).mean()))
             entry["flagged_other_site"].append(float((other > site.threshold).mean()))
             entry["auroc"].append(_auroc(same, other))
-    return {
+    report: dict[str, Any] = {
         "n_folds": len(fold_features),
         "n_images": len(fold_of),
         "n_components": n_components,
@@ -146,3 +156,13 @@ def familiarity_cv_report(
             for pair, entry in cross.items()
         },
     }
+    if held_out_correct is not None:
+        correct = np.asarray(held_out_correct, dtype=bool)
+        report["held_out_accuracy"] = {
+            group: {
+                "n": int(mask.sum()),
+                "accuracy": float(correct[mask].mean()) if mask.any() else None,
+            }
+            for group, mask in (("flagged", flagged_held_out), ("unflagged", ~flagged_held_out))
+        }
+    return report

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -109,17 +109,29 @@ def _fold_input_maker(
 
 def _embed(
     features_of: Any, prepare: Callable[[np.ndarray], np.ndarray], images: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features, class scores) of uint8 images under one fold model."""
     batch = prepare(images).astype(np.float32) / 255.0
-    return np.asarray(features_of.predict(batch, batch_size=64, verbose=0))
+    features, scores = features_of.predict(batch, batch_size=64, verbose=0)
+    return np.asarray(features), np.asarray(scores)
 
 
-def _cv_features(
-    args: argparse.Namespace,
-) -> tuple[list[np.ndarray], np.ndarray, list[str], dict[str, list[np.ndarray]]]:
-    """Features of every training and ``--outside`` image under each fold model of ``--cv-run``."""
+class _CvFeatures(NamedTuple):
+    fold_features: list[np.ndarray]
+    fold_of: np.ndarray
+    datasets: list[str]
+    outside: dict[str, list[np.ndarray]]
+    held_out_correct: np.ndarray
+
+
+def _cv_features(args: argparse.Namespace) -> _CvFeatures:
+    """Features of every training and ``--outside`` image under each fold model of ``--cv-run``.
+
+    Also whether each image's own held-out fold model classified it correctly.
+    """
     import keras
 
+    from utils.labels import encode_labels
     from utils.models.classification import penultimate_model
     from utils.training.classification import ClassifierTrainConfig
     from utils.training.classifier_card import load_fold_model
@@ -143,21 +155,26 @@ def _cv_features(
     outside = {folder.name: _outside_images(folder, config.image_size) for folder in args.outside}
     folds = grouped_cv_folds(arrays, cv["n_folds"], config.seed)
     fold_of = np.zeros(len(arrays), dtype=int)
+    labels = encode_labels(arrays.labels, config.class_names)
+    correct = np.zeros(len(arrays), dtype=bool)
     fold_features: list[np.ndarray] = []
     outside_features: dict[str, list[np.ndarray]] = {name: [] for name in outside}
     for fold, (_, val_idx) in enumerate(folds):
         fold_of[val_idx] = fold
         require_grouped_fold(args.cv_run / f"fold_{fold}")
         model = load_fold_model(config, args.cv_run / f"fold_{fold}")
-        features_of = penultimate_model(model)
+        features = penultimate_model(model)
+        features_of = keras.Model(features.input, [features.output, model.output])
         prepare = _fold_input_maker(args.cv_masks_from, fold, len(val_idx), config.image_size)
         embed = partial(_embed, features_of, prepare)
-        fold_features.append(embed(arrays.images))
+        all_features, scores = embed(arrays.images)
+        fold_features.append(all_features)
+        correct[val_idx] = scores[val_idx].argmax(axis=1) == labels[val_idx]
         for name, images in outside.items():
-            outside_features[name].append(embed(images))
-        LOGGER.info("familiarity CV: fold %d features %s", fold, fold_features[-1].shape)
+            outside_features[name].append(embed(images)[0])
+        LOGGER.info("familiarity CV: fold %d features %s", fold, all_features.shape)
         keras.backend.clear_session(free_memory=True)
-    return fold_features, fold_of, list(arrays.datasets), outside_features
+    return _CvFeatures(fold_features, fold_of, list(arrays.datasets), outside_features, correct)
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -223,14 +240,15 @@ def run_familiarity(args: argparse.Namespace) -> int:
     if args.cv_run is not None:  # first: it is the step whose inputs may be wrong
         from utils.evaluation.familiarity import familiarity_cv_report
 
-        fold_features, fold_of, datasets, outside = _cv_features(args)
+        features = _cv_features(args)
         validation = familiarity_cv_report(
-            fold_features,
-            fold_of,
-            datasets,
-            outside,
+            features.fold_features,
+            features.fold_of,
+            features.datasets,
+            features.outside,
             n_components=args.n_components,
             quantile=args.quantile,
+            held_out_correct=features.held_out_correct,
         )
         validation["cv_run"] = str(args.cv_run)
     # Never load the old reference: it may belong to weights that were replaced.

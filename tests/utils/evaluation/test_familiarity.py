@@ -36,6 +36,25 @@ def test_report_separates_held_out_images_from_outside_ones_and_sites() -> None:
         assert entry["auroc"]["mean"] > 0.95
 
 
+def test_accuracy_of_flagged_and_unflagged_held_out_images_is_reported() -> None:
+    rng = np.random.default_rng(3)
+    fold_features, fold_of, datasets, _ = _fold_data(rng)
+    plain = familiarity_cv_report(fold_features, fold_of, datasets, n_components=3)
+    assert "held_out_accuracy" not in plain
+    # Call every image right except those far from the centre (the flagged ones, mostly).
+    features = fold_features[0]
+    far = np.linalg.norm(features - features.mean(axis=0), axis=1)
+    correct = far < np.quantile(far, 0.9)
+    report = familiarity_cv_report(
+        fold_features, fold_of, datasets, n_components=3, held_out_correct=correct
+    )
+    split = report["held_out_accuracy"]
+    assert split["flagged"]["n"] + split["unflagged"]["n"] == 400
+    assert split["flagged"]["accuracy"] < split["unflagged"]["accuracy"]
+    with pytest.raises(ConfigError, match="held_out_correct has 3 entries but there are 400"):
+        familiarity_cv_report(fold_features, fold_of, datasets, held_out_correct=correct[:3])
+
+
 def test_without_outside_sets_the_report_still_measures_the_held_out_rate() -> None:
     rng = np.random.default_rng(1)
     fold_features, fold_of, datasets, _ = _fold_data(rng)

@@ -66,6 +66,8 @@ def test_cv_check_reports_held_out_and_outside_flag_rates(busi: Path, tmp_path: 
     assert validation["n_folds"] == 2 and validation["n_images"] == 10
     assert validation["cv_run"] == str(run)
     assert len(validation["held_out_flagged"]["per_fold"]) == 2
+    split = validation["held_out_accuracy"]
+    assert split["flagged"]["n"] + split["unflagged"]["n"] == 10
     photos = validation["outside"]["photos"]
     assert photos["n"] == 3 and 0.0 <= photos["flagged"]["mean"] <= 1.0
     # Both folders are BUSI-layout, one dataset name: no cross-site pairs to score.
