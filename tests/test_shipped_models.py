@@ -75,9 +75,14 @@ def test_shipped_classifier_flags_h_and_e_tiles_but_not_its_own_ultrasound(share
     validation = classifier.card["familiarity"]["validation"]
     assert validation["held_out_flagged"]["mean"] < 0.15
     tiles = sorted((shared_datasets / "monuseg").rglob("Tissue_Images/*.png"))[:6]
-    scans = sorted((shared_datasets / "busi").rglob("benign/benign (*).png"))
-    scans = [path for path in scans if "_mask" not in path.name][:20]
+    # A seeded sample of BUSI scans (all classes): consecutive file numbers come from one
+    # session, and the flag marks about 9% of BUSI's own training images (11% of benign).
+    scans = sorted(
+        path for path in (shared_datasets / "busi").rglob("*.png") if "_mask" not in path.name
+    )
+    picks = np.random.default_rng(0).choice(len(scans), size=40, replace=False)
+    scans = [scans[index] for index in picks]
     flagged_tiles = classifier.assess_familiarity([load_image(path) for path in tiles])
     flagged_scans = classifier.assess_familiarity([load_image(path) for path in scans])
     assert sum(result.unfamiliar for result in flagged_tiles) >= 5
-    assert sum(result.unfamiliar for result in flagged_scans) <= 4
+    assert sum(result.unfamiliar for result in flagged_scans) <= 8
