@@ -247,14 +247,34 @@ class LesionClassifier(BundlePredictor):
             ModelError: The model has no ``logits`` layer.
             ConfigError: Maps given to a model that is not mask-guided, or of a bad size.
         """
-        if self.is_mask_guided or segmenter_probabilities is not None:
-            inputs = self.head_inputs(images, segmenter_probabilities)
-        else:
-            inputs = self._model_batch(images)
+        inputs, _ = self._network_inputs(images, segmenter_probabilities, split=True)
+        return self._features_of(inputs)
+
+    def _features_of(self, inputs: np.ndarray) -> np.ndarray:
+        """Penultimate features of a batch already in :attr:`_feature_network`'s input form."""
         if len(inputs) == 0:
             n_features = int(self._feature_network.output.shape[-1])
             return np.zeros((0, n_features), dtype=np.float32)
         return self._chunked(self._features_forward, inputs)
+
+    def _network_inputs(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        segmenter_probabilities: Sequence[np.ndarray] | None,
+        *,
+        split: bool,
+    ) -> tuple[np.ndarray, Any]:
+        """The batch and the compiled forward (to logits) that classify it.
+
+        A mask-guided model is split (``split``, or given maps) into its front end, run
+        here once, and the head the returned forward runs: test-time augmentation and the
+        familiarity features then reuse the head's input instead of re-segmenting.
+        """
+        if segmenter_probabilities is not None:
+            return self.head_inputs(images, segmenter_probabilities), self._head
+        if self._head is None or not split:
+            return self._model_batch(images), self._forward
+        return self._chunked(self._front_end, self._model_batch(images)), self._head
 
     def assess_familiarity(
         self,
@@ -405,39 +425,29 @@ class LesionClassifier(BundlePredictor):
             ImageDimensionError: An image has an unusable shape.
             InvalidImageError: An array is not uint8.
         """
-        results = self._classified(
-            images, with_uncertainty, n_augment, seed, temperature, segmenter_probabilities
+        scale = self._temperature(temperature)
+        inputs, forward = self._network_inputs(
+            images, segmenter_probabilities, split=with_uncertainty or with_familiarity
         )
-        familiarity = (
-            self.assess_familiarity(images, segmenter_probabilities) if with_familiarity else None
-        )
-        if familiarity is None:
+        results = self._classified(inputs, forward, scale, with_uncertainty, n_augment, seed)
+        if not with_familiarity or self.familiarity is None:
             return results
+        assessed = self.familiarity.assess(self._features_of(inputs)) if results else []
         return [
-            replace(result, familiarity=assessed)
-            for result, assessed in zip(results, familiarity, strict=True)
+            replace(result, familiarity=familiarity)
+            for result, familiarity in zip(results, assessed, strict=True)
         ]
 
     def _classified(
         self,
-        images: ImageLike | Sequence[ImageLike],
+        tta_inputs: np.ndarray,
+        forward: Any,
+        scale: float,
         with_uncertainty: bool,
         n_augment: int,
         seed: int,
-        temperature: float | None,
-        segmenter_probabilities: Sequence[np.ndarray] | None,
     ) -> list[ClassificationResult]:
-        """:meth:`predict` without familiarity."""
-        scale = self._temperature(temperature)
-        if segmenter_probabilities is not None:
-            tta_inputs, forward = self.head_inputs(images, segmenter_probabilities), self._head
-        elif self._head is None or not with_uncertainty:
-            tta_inputs, forward = self._model_batch(images), self._forward
-        else:
-            tta_inputs, forward = (
-                self._chunked(self._front_end, self._model_batch(images)),
-                self._head,
-            )
+        """:meth:`predict` of a batch from :meth:`_network_inputs`, without familiarity."""
         if len(tta_inputs) == 0:
             return []
         if not with_uncertainty:
