@@ -20,6 +20,7 @@ from utils.models.classification import (
     build_small_vit,
     last_conv_layer_name,
     logits_model,
+    penultimate_model,
     set_backbone_trainable,
 )
 
@@ -231,6 +232,16 @@ def test_logits_model_rejects_foreign_model() -> None:
     foreign = keras.Model(inputs, keras.layers.Dense(2, name="out")(inputs))
     with pytest.raises(ModelError, match="logits"):
         logits_model(foreign)
+    with pytest.raises(ModelError, match="has no 'logits' layer; it was not built by"):
+        penultimate_model(foreign)
+
+
+def test_penultimate_model_gives_what_the_logits_layer_reads(fast_models: dict) -> None:
+    model = next(iter(fast_models.values()))
+    images = np.random.default_rng(0).uniform(0, 1, (2, *model.input_shape[1:]))
+    features = np.asarray(penultimate_model(model)(images.astype(np.float32)))
+    logits = np.asarray(model.get_layer("logits")(features))
+    np.testing.assert_allclose(logits, np.asarray(logits_model(model)(images)), atol=1e-4)
 
 
 @pytest.mark.parametrize(
