@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from helpers.descriptor_fidelity import descriptor_fidelity_rows
 from helpers.home import DISCLAIMER
 from helpers.model_card_figures import card_plots
 from helpers.model_card_metrics import (
@@ -106,6 +107,16 @@ def show_bundle(bundle: BundleCard) -> None:
     if cross_site is not None:
         st.markdown("**On a dataset it never trained on**")
         st.warning(cross_site)
+
+    fidelity = descriptor_fidelity_rows(card)
+    if fidelity is not None:
+        st.markdown("**Descriptors read from the model's outline**")
+        st.caption(
+            "How well each descriptor separated malignant from benign lesions in "
+            "cross-validation, read from the expert outlines and from the model's "
+            "out-of-fold outlines (0.5 = no separation, 1 = perfect)."
+        )
+        st.dataframe(fidelity, hide_index=True, width="stretch")
 
     familiarity = familiarity_rows(card)
     if familiarity is not None:

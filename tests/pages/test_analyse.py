@@ -221,6 +221,8 @@ def test_the_shipped_classifier_gives_four_panels_and_calibrated_probabilities(
     # The shipped classifier has a familiarity reference: the page says how the image fits.
     notes = [*(c.value for c in app.caption), *(w.value for w in app.warning)]
     assert any(note.startswith(("Familiar image", "Unfamiliar image")) for note in notes)
+    # Under the measurements: which descriptors lose their meaning on the model's outline.
+    assert any("The model's outline is smoother" in caption.value for caption in app.caption)
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -111,3 +111,6 @@ def test_shipped_bundles_through_the_navigation() -> None:
     assert any("cross-dataset test" in warning.value for warning in app.warning)
     # The shipped classifier's unfamiliar-image flag and its CV check are shown.
     assert "**Unfamiliar-image flag**" in _texts(app)
+    # The shipped segmenter's card compares its descriptors with the expert outlines'.
+    assert "**Descriptors read from the model's outline**" in _texts(app)
+    assert "Boundary roughness" in _texts(app)

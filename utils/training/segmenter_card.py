@@ -28,6 +28,7 @@ import numpy as np
 from utils.datasets.masks import load_mask
 from utils.errors import ConfigError
 from utils.evaluation.bootstrap import bootstrap_ci
+from utils.evaluation.descriptors import MeasurementPair, descriptor_agreement
 from utils.image_io import load_image
 from utils.measurements import measure_lesion_or_none
 from utils.model_card import save_model_bundle
@@ -125,11 +126,9 @@ def pooled_section(
     }
 
 
-def _relative_errors(mask: np.ndarray, truth: np.ndarray) -> tuple[float, float] | None:
-    """Relative errors of the longest diameter and the area of ``mask`` against ``truth``."""
-    predicted, reference = measure_lesion_or_none(mask), measure_lesion_or_none(truth)
-    if predicted is None or reference is None:
-        return None
+def _relative_errors(pair: MeasurementPair) -> tuple[float, float]:
+    """Relative errors of the longest diameter and the area, mask against reference."""
+    predicted, reference = pair
     return (
         (predicted.longest_diameter - reference.longest_diameter) / reference.longest_diameter,
         (predicted.area - reference.area) / reference.area,
@@ -163,12 +162,16 @@ def native_resolution_section(
 
     Returns:
         The :func:`pooled_section` scores plus ``measurement_agreement``: relative
-        errors of the longest diameter and the area against the reference outline.
+        errors of the longest diameter and the area against the reference outline, and
+        the agreement of the shape, margin and echo descriptors
+        (:func:`~utils.evaluation.descriptors.descriptor_agreement`).
 
     Raises:
         ConfigError: A lesion image of ``arrays`` has no mask file in ``mask_paths``.
     """
     masks, truths = [], []
+    pairs: list[MeasurementPair] = []
+    pair_labels: list[str] = []
     for index, source in enumerate(arrays.sources):
         gray = load_image(source).gray
         height, width = gray.shape
@@ -185,17 +188,21 @@ def native_resolution_section(
         )
         upsampled = resize_probabilities(maps[index], (height, width))  # as the app does
         masks.append(postprocess_mask(upsampled, _at_threshold(postprocess, thresholds[index])))
+        # Measured here, while the image is loaded: the echo descriptors need it.
+        from_mask = measure_lesion_or_none(masks[-1], gray)
+        from_reference = measure_lesion_or_none(truths[-1], gray)
+        if from_mask is not None and from_reference is not None:
+            pairs.append((from_mask, from_reference))
+            pair_labels.append(arrays.labels[index])
     section = pooled_section(masks, truths, arrays)
-    errors = [
-        _relative_errors(m, t) for m, t in zip(masks, truths, strict=True) if t.any() and m.any()
-    ]
-    errors_array = np.array([e for e in errors if e is not None], dtype=float).reshape(-1, 2)
+    errors_array = np.array([_relative_errors(p) for p in pairs], dtype=float).reshape(-1, 2)
     section["measurement_agreement"] = {
         "what": "relative error (mask - reference) / reference, over lesion images where "
         "both outlines exist",
         "n_images": len(errors_array),
         "longest_diameter": _error_summary(errors_array[:, 0]) if len(errors_array) else None,
         "area": _error_summary(errors_array[:, 1]) if len(errors_array) else None,
+        "descriptors": descriptor_agreement(pairs, pair_labels),
     }
     return section
 

@@ -120,6 +120,11 @@ def test_native_scores_upsample_the_map_before_thresholding(tmp_path: Path) -> N
     agreement = section["measurement_agreement"]
     assert agreement["n_images"] == sum(label != "normal" for label in arrays.labels)
     assert abs(agreement["longest_diameter"]["median"]) < 0.1
+    roughness = agreement["descriptors"]["boundary_roughness"]
+    assert roughness["n"] == agreement["n_images"]
+    assert roughness["median_absolute_difference"] < 0.1
+    # Measured on the images too, so the echo descriptors are compared.
+    assert agreement["descriptors"]["mean_echogenicity_ratio"]["n"] == agreement["n_images"]
 
 
 def test_native_scores_refuse_a_lesion_image_without_its_mask_file(tmp_path: Path) -> None:
