@@ -67,6 +67,32 @@ def descriptor_fidelity_rows(card: dict[str, Any]) -> list[dict[str, str]] | Non
     ]
 
 
+def lost_descriptors(card: dict[str, Any]) -> list[str]:
+    """Measurement-table names of the descriptors that lose their meaning on the outline.
+
+    Those whose separation falls by at least :data:`LOST_SEPARATION`; empty when the card
+    has no section.
+    """
+    return [
+        DESCRIPTORS[name]
+        for name, (reference, mask, _) in _separations(card).items()
+        if reference - mask >= LOST_SEPARATION
+    ]
+
+
+def star_lost_descriptors(
+    rows: list[dict[str, str]], card: dict[str, Any]
+) -> tuple[list[dict[str, str]], bool]:
+    """Measurement-table rows with `` *`` after each descriptor in :func:`lost_descriptors`.
+
+    Returns:
+        The rows (copies where starred) and whether any row was starred.
+    """
+    lost = set(lost_descriptors(card))
+    starred = [{**row, "name": f"{row['name']} *"} if row["name"] in lost else row for row in rows]
+    return starred, any(row["name"] in lost for row in rows)
+
+
 def descriptor_fidelity_note(card: dict[str, Any]) -> str | None:
     """One warning naming the descriptors that lose their meaning on the model's outline.
 

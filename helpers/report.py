@@ -20,6 +20,7 @@ from helpers.analysis import (
     mask_overlay,
     measurement_rows,
 )
+from helpers.descriptor_fidelity import star_lost_descriptors
 from utils.report import MAX_NOTE_CHARS, CaseReport, render_case_report
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
 
 REPORT_MIME: Final = "application/pdf"
 _NOT_RECORDED = "not recorded"
+#: Under the measurement table when rows are starred (see ``helpers.descriptor_fidelity``).
+LOST_DESCRIPTOR_FOOTNOTE: Final = "* Read from a smoothed outline: check the margin on the image."
 
 
 def model_rows(
@@ -109,6 +112,9 @@ def build_case_report(
     note = f"Pixel spacing: {spacing_note}." if spacing_note else ""
     if rows is None:
         note = f"No lesion found at threshold {segmentation.threshold:.2f}."
+    else:
+        rows, starred = star_lost_descriptors(rows, segmenter_card or {})
+        note = f"{note} {LOST_DESCRIPTOR_FOOTNOTE}" if starred else note
     classification = result.classification
     return CaseReport(
         panels=panels,

@@ -26,7 +26,7 @@ from helpers.analysis import (
     resolve_pixel_spacing,
     timing_rows,
 )
-from helpers.descriptor_fidelity import descriptor_fidelity_note
+from helpers.descriptor_fidelity import descriptor_fidelity_note, star_lost_descriptors
 from helpers.home import DISCLAIMER
 from helpers.model_card_metrics import cross_site_note
 from helpers.models import (
@@ -260,10 +260,11 @@ with col_measurements:
             "measure. Lower the threshold to see weaker detections."
         )
     else:
+        rows, starred = star_lost_descriptors(rows, segmenter.card)
         st.dataframe(rows, hide_index=True, width="stretch")
         margin_fidelity = descriptor_fidelity_note(segmenter.card)
         if margin_fidelity is not None:
-            st.caption(margin_fidelity)
+            st.caption(f"{'Rows marked * : ' if starred else ''}{margin_fidelity}")
     segmenter_cross_site = cross_site_note(segmenter.card)
     if segmenter_cross_site is not None:
         st.caption(segmenter_cross_site)

@@ -6,7 +6,11 @@ from typing import Any
 
 import pytest
 
-from helpers.descriptor_fidelity import descriptor_fidelity_note, descriptor_fidelity_rows
+from helpers.descriptor_fidelity import (
+    descriptor_fidelity_note,
+    descriptor_fidelity_rows,
+    star_lost_descriptors,
+)
 
 
 def _card(descriptors: dict[str, Any]) -> dict[str, Any]:
@@ -68,3 +72,16 @@ def test_nothing_lost_means_no_note_but_still_a_table() -> None:
 def test_cards_without_the_section_give_nothing(card: dict[str, Any]) -> None:
     assert descriptor_fidelity_rows(card) is None
     assert descriptor_fidelity_note(card) is None
+
+
+def test_rows_of_lost_descriptors_are_starred_and_the_rest_kept() -> None:
+    rows = [
+        {"name": "Area", "value": "10", "unit": "px²", "meaning": "size"},
+        {"name": "Boundary roughness", "value": "1.02", "unit": "", "meaning": "margin"},
+        {"name": "Depth/width ratio", "value": "0.8", "unit": "", "meaning": "orientation"},
+    ]
+    starred, any_starred = star_lost_descriptors(rows, CARD)
+    assert any_starred
+    assert [row["name"] for row in starred] == ["Area", "Boundary roughness *", "Depth/width ratio"]
+    assert rows[1]["name"] == "Boundary roughness"  # the input is not modified
+    assert star_lost_descriptors(rows, {}) == (rows, False)

@@ -10,6 +10,7 @@ import pytest
 
 from helpers.analysis import AnalysisResult
 from helpers.report import (
+    LOST_DESCRIPTOR_FOOTNOTE,
     MAX_NOTE_CHARS,
     build_case_report,
     case_report_pdf,
@@ -105,6 +106,32 @@ def test_the_report_shows_what_the_page_shows() -> None:
     assert page_count(pdf) == 1 and image_count(pdf) == 4
     assert "Follow-up in 6 months." in text and "Predicted: malignant (80%, calibrated)" in text
     assert "No referral flag" in text and "2.0.0" in text
+
+
+def test_descriptors_the_card_shows_unreliable_are_starred_with_a_footnote() -> None:
+    result = _result()
+    lost = {"auc_malignant_vs_benign": {"reference": 0.95, "mask": 0.74}}
+    kept = {"auc_malignant_vs_benign": {"reference": 0.75, "mask": 0.76}}
+    for entry in (lost, kept):
+        entry["median_absolute_difference"] = 0.01
+    agreement = {"descriptors": {"boundary_roughness": lost, "depth_width_ratio": kept}}
+    card = {
+        **SEGMENTER_CARD,
+        "cv_pooled": {"native_resolution": {"measurement_agreement": agreement}},
+    }
+    spacing = "unknown: measurements are in pixels (enter the spacing in the sidebar)"
+    report = build_case_report(
+        result, _base(result), segmenter_card=card, spacing_note=spacing, created=CREATED
+    )
+    names = [row["name"] for row in report.measurements]
+    assert "Boundary roughness *" in names and "Depth/width ratio" in names
+    assert report.measurement_note == f"Pixel spacing: {spacing}. {LOST_DESCRIPTOR_FOOTNOTE}"
+    pdf = case_report_pdf(result, _base(result), segmenter_card=card, spacing_note=spacing)
+    text = " ".join(pdf_text(pdf).split())
+    assert page_count(pdf) == 1 and "check the margin on the image" in text
+    # A card without the section stars nothing.
+    plain = build_case_report(result, _base(result), segmenter_card=SEGMENTER_CARD)
+    assert not any(row["name"].endswith("*") for row in plain.measurements)
 
 
 def test_without_classifier_or_lesion_the_report_says_so() -> None:

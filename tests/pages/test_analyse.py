@@ -223,6 +223,8 @@ def test_the_shipped_classifier_gives_four_panels_and_calibrated_probabilities(
     assert any(note.startswith(("Familiar image", "Unfamiliar image")) for note in notes)
     # Under the measurements: which descriptors lose their meaning on the model's outline.
     assert any("The model's outline is smoother" in caption.value for caption in app.caption)
+    tables = " ".join(frame.value.to_string() for frame in app.dataframe)
+    assert "Boundary roughness *" in tables and "Depth/width ratio *" not in tables
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -198,9 +198,10 @@ def _report(rng: np.random.Generator, **changes) -> CaseReport:
         ),
         ({"models": MODELS * 4}, ConfigError, "at most 6 models; received 8"),
         (
-            {"measurement_note": "s" * 121},
+            {"measurement_note": "s" * (MAX_MEASUREMENT_NOTE_CHARS + 1)},
             ConfigError,
-            "measurement note has 121 characters; at most 120",
+            f"measurement note has {MAX_MEASUREMENT_NOTE_CHARS + 1} characters; at most "
+            f"{MAX_MEASUREMENT_NOTE_CHARS}",
         ),
         (
             {"case_note": "x" * (MAX_NOTE_CHARS + 1)},
