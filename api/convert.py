@@ -8,6 +8,7 @@ import numpy as np
 
 from api.schemas import Classification, Heatmap, Mask, MaskFormat, ModelInfo, Segmentation
 from utils.encoding import heatmap_png_base64, mask_png_base64, rle_encode
+from utils.evaluation.descriptors import lost_descriptors
 from utils.inference.classifier import ClassificationResult
 from utils.inference.segmenter import SegmentationResult
 
@@ -43,8 +44,10 @@ def _mask(mask: np.ndarray, mask_format: MaskFormat) -> Mask:
     return Mask(format="png", height=height, width=width, png_base64=mask_png_base64(mask))
 
 
-def segmentation(result: SegmentationResult, mask_format: MaskFormat) -> Segmentation:
-    """The mask in the requested encoding, with its area and measurements."""
+def segmentation(
+    result: SegmentationResult, mask_format: MaskFormat, card: dict[str, Any]
+) -> Segmentation:
+    """The mask in the requested encoding, with its area, measurements and their caveats."""
     area = int(np.count_nonzero(result.mask))
     return Segmentation(
         mask=_mask(result.mask, mask_format),
@@ -52,6 +55,7 @@ def segmentation(result: SegmentationResult, mask_format: MaskFormat) -> Segment
         lesion_found=area > 0,
         lesion_area_px=area,
         measurements=result.measurements,
+        unreliable_descriptors=[] if result.measurements is None else lost_descriptors(card),
     )
 
 

@@ -141,7 +141,7 @@ def segment(
     with services.run():
         result = segment_step(image, segmenter, threshold, pixel_spacing_mm).value
     return SegmentResponse(
-        **convert.segmentation(result, mask_format).model_dump(),
+        **convert.segmentation(result, mask_format, segmenter.card).model_dump(),
         model=convert.model_info(segmenter.card),
     )
 
@@ -218,7 +218,7 @@ def analyze(
     if disagreement is not None:
         notes.append(disagreement)
     return AnalyzeResponse(
-        segmentation=convert.segmentation(result.segmentation, mask_format),
+        segmentation=convert.segmentation(result.segmentation, mask_format, segmenter.card),
         classification=None
         if result.classification is None
         else convert.classification(result.classification),

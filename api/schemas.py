@@ -52,6 +52,7 @@ _SEGMENTATION_EXAMPLE = {
     "lesion_found": True,
     "lesion_area_px": 3,
     "measurements": None,
+    "unreliable_descriptors": [],
 }
 _HEATMAP_EXAMPLE = {
     "model": "segmenter",
@@ -159,6 +160,13 @@ class Segmentation(BaseModel):
     measurements: LesionMeasurements | None = Field(
         description="Measurements of the kept lesion (mm with a pixel spacing, else px); "
         "None when no lesion was found."
+    )
+    unreliable_descriptors: list[str] = Field(
+        default_factory=list,
+        description="Measurement fields that the segmenter's card shows to lose most of "
+        "their malignant-vs-benign meaning on the model's smooth outline (its "
+        "measurement_agreement.descriptors); judge those on the image. Empty when no "
+        "lesion was found or the card has no such check.",
     )
 
 

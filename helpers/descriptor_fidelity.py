@@ -12,39 +12,15 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from utils.evaluation.descriptors import DESCRIPTORS
+from utils.evaluation.descriptors import (
+    DESCRIPTORS,
+    LOST_SEPARATION,
+    descriptor_separations,
+    lost_descriptors,
+)
 
-#: Where the section lives in a segmenter card.
-DESCRIPTORS_PATH: Final = ("cv_pooled", "native_resolution", "measurement_agreement", "descriptors")
-#: A descriptor whose malignant-vs-benign separation falls by at least this much from the
-#: expert outline to the model's outline is reported as having lost its meaning.
-LOST_SEPARATION: Final = 0.1
-#: ... and one within this much of the expert outline's separation as having kept it.
+#: A descriptor within this much of the expert outline's separation has kept its meaning.
 KEPT_SEPARATION: Final = 0.05
-
-
-def _separations(card: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
-    """``{descriptor: (separation from reference, from mask, median |difference|)}``.
-
-    A separation is ``max(AUC, 1 - AUC)``: 0.5 means none, 1 perfect, whichever way the
-    descriptor runs. Descriptors without both AUCs are left out.
-    """
-    section: Any = card
-    for key in DESCRIPTORS_PATH:
-        section = section.get(key) if isinstance(section, dict) else None
-    if not isinstance(section, dict):
-        return {}
-    found = {}
-    for name in DESCRIPTORS:
-        entry = section.get(name)
-        aucs = entry.get("auc_malignant_vs_benign") if isinstance(entry, dict) else None
-        if not isinstance(aucs, dict):
-            continue
-        reference, mask = aucs.get("reference"), aucs.get("mask")
-        difference = entry.get("median_absolute_difference")
-        if all(isinstance(v, int | float) for v in (reference, mask, difference)):
-            found[name] = (max(reference, 1 - reference), max(mask, 1 - mask), difference)
-    return found
 
 
 def descriptor_fidelity_rows(card: dict[str, Any]) -> list[dict[str, str]] | None:
@@ -53,7 +29,7 @@ def descriptor_fidelity_rows(card: dict[str, Any]) -> list[dict[str, str]] | Non
     Returns:
         One row per descriptor, or ``None`` when the card has no such section.
     """
-    separations = _separations(card)
+    separations = descriptor_separations(card)
     if not separations:
         return None
     return [
@@ -67,28 +43,15 @@ def descriptor_fidelity_rows(card: dict[str, Any]) -> list[dict[str, str]] | Non
     ]
 
 
-def lost_descriptors(card: dict[str, Any]) -> list[str]:
-    """Measurement-table names of the descriptors that lose their meaning on the outline.
-
-    Those whose separation falls by at least :data:`LOST_SEPARATION`; empty when the card
-    has no section.
-    """
-    return [
-        DESCRIPTORS[name]
-        for name, (reference, mask, _) in _separations(card).items()
-        if reference - mask >= LOST_SEPARATION
-    ]
-
-
 def star_lost_descriptors(
     rows: list[dict[str, str]], card: dict[str, Any]
 ) -> tuple[list[dict[str, str]], bool]:
-    """Measurement-table rows with `` *`` after each descriptor in :func:`lost_descriptors`.
+    """Measurement-table rows with `` *`` after each descriptor that lost its meaning.
 
     Returns:
         The rows (copies where starred) and whether any row was starred.
     """
-    lost = set(lost_descriptors(card))
+    lost = {DESCRIPTORS[name] for name in lost_descriptors(card)}
     starred = [{**row, "name": f"{row['name']} *"} if row["name"] in lost else row for row in rows]
     return starred, any(row["name"] in lost for row in rows)
 
@@ -99,7 +62,7 @@ def descriptor_fidelity_note(card: dict[str, Any]) -> str | None:
     Returns:
         The sentence, or ``None`` when the card has no section or nothing was lost.
     """
-    separations = _separations(card)
+    separations = descriptor_separations(card)
     lost = [
         f"{DESCRIPTORS[name].lower()} {mask:.2f} against {reference:.2f}"
         for name, (reference, mask, _) in separations.items()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import make_client
+from tests.api.conftest import SEGMENTER, make_client
+from tests.utils.inference.test_bundle import save_segmenter_bundle
 from utils.encoding import decode_png_base64, rle_decode
 
 
@@ -78,6 +79,24 @@ def test_segment_measures_in_mm_with_a_pixel_spacing(client: TestClient, lesion_
     measurements = body["measurements"]
     assert measurements["unit"] == "mm" and measurements["pixel_spacing_mm"] == [0.1, 0.1]
     assert measurements["area"] > 0 and measurements["longest_diameter"] > 0
+    assert body["unreliable_descriptors"] == []  # the tiny test card has no such check
+
+
+def test_segment_names_the_descriptors_its_card_marks_unreliable(
+    tmp_path: Path, lesion_png: bytes
+) -> None:
+    lost = {"auc_malignant_vs_benign": {"reference": 0.1, "mask": 0.3}}  # 0.9 -> 0.7
+    kept = {"auc_malignant_vs_benign": {"reference": 0.75, "mask": 0.74}}
+    for entry in (lost, kept):
+        entry["median_absolute_difference"] = 0.02
+    agreement = {"descriptors": {"solidity": lost, "depth_width_ratio": kept}}
+    card = {"cv_pooled": {"native_resolution": {"measurement_agreement": agreement}}}
+    save_segmenter_bundle(tmp_path, SEGMENTER, **card)
+    with make_client(tmp_path) as client:
+        found = _post(client, "/v1/segment", lesion_png, threshold="0.01").json()
+        empty = _post(client, "/v1/segment", lesion_png, threshold="0.99").json()
+    assert found["lesion_found"] and found["unreliable_descriptors"] == ["solidity"]
+    assert not empty["lesion_found"] and empty["unreliable_descriptors"] == []
 
 
 def test_explain_segmenter_and_classifier_heatmaps(client: TestClient, lesion_png: bytes) -> None:

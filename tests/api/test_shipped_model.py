@@ -33,6 +33,10 @@ def test_shipped_segmenter_finds_and_measures_a_phantom_lesion() -> None:
     )
     assert dice_score(mask, phantom.mask) > 0.5
     assert body["segmentation"]["measurements"]["unit"] == "mm"
+    # The shipped card shows margin descriptors losing their meaning on the model's outline.
+    unreliable = body["segmentation"]["unreliable_descriptors"]
+    assert "boundary_roughness" in unreliable and "depth_width_ratio" not in unreliable
+    assert set(unreliable) <= set(body["segmentation"]["measurements"])
     assert body["models"][0]["name"] == "ultrasound_segmenter"
     if DEFAULT_CLASSIFIER_BUNDLE in available_bundles(SAVED_MODELS_DIR):
         assert predict.status_code == 200 and body["classification"] is not None

@@ -92,3 +92,50 @@ def descriptor_agreement(pairs: Sequence[MeasurementPair], labels: Sequence[str]
             },
         }
     return report
+
+
+#: Where the section lives in a segmenter card.
+DESCRIPTORS_PATH: Final = ("cv_pooled", "native_resolution", "measurement_agreement", "descriptors")
+#: A descriptor whose malignant-vs-benign separation falls by at least this much from the
+#: expert outline to the model's outline is reported as having lost its meaning.
+LOST_SEPARATION: Final = 0.1
+
+
+def descriptor_separations(card: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
+    """Read a segmenter card's descriptor section (see :func:`descriptor_agreement`).
+
+    Returns:
+        ``{descriptor: (separation from reference, from mask, median |difference|)}``;
+        empty when the card has no such section. A separation is ``max(AUC, 1 - AUC)``:
+        0.5 means none, 1 perfect, whichever way the descriptor runs. Descriptors
+        without both AUCs are left out.
+    """
+    section: Any = card
+    for key in DESCRIPTORS_PATH:
+        section = section.get(key) if isinstance(section, dict) else None
+    if not isinstance(section, dict):
+        return {}
+    found = {}
+    for name in DESCRIPTORS:
+        entry = section.get(name)
+        aucs = entry.get("auc_malignant_vs_benign") if isinstance(entry, dict) else None
+        if not isinstance(aucs, dict):
+            continue
+        reference, mask = aucs.get("reference"), aucs.get("mask")
+        difference = entry.get("median_absolute_difference")
+        if all(isinstance(v, int | float) for v in (reference, mask, difference)):
+            found[name] = (max(reference, 1 - reference), max(mask, 1 - mask), difference)
+    return found
+
+
+def lost_descriptors(card: dict[str, Any]) -> list[str]:
+    """Descriptors (attribute names) whose meaning the card shows lost on the model's outline.
+
+    Those whose separation falls by at least :data:`LOST_SEPARATION` from the expert
+    outlines to the model's; empty when the card has no section.
+    """
+    return [
+        name
+        for name, (reference, mask, _) in descriptor_separations(card).items()
+        if reference - mask >= LOST_SEPARATION
+    ]

@@ -7,7 +7,13 @@ import pytest
 from skimage import draw
 
 from utils.errors import ConfigError
-from utils.evaluation.descriptors import DESCRIPTORS, MeasurementPair, descriptor_agreement
+from utils.evaluation.descriptors import (
+    DESCRIPTORS,
+    MeasurementPair,
+    descriptor_agreement,
+    descriptor_separations,
+    lost_descriptors,
+)
 from utils.measurements import measure_lesion
 
 SHAPE = (120, 120)
@@ -91,3 +97,25 @@ def test_mismatched_labels_are_refused() -> None:
     pairs, labels = _pairs_smoothed_stars()
     with pytest.raises(ConfigError, match=r"one label per pair; received 8 pairs and 7 labels"):
         descriptor_agreement(pairs, labels[:-1])
+
+
+def _card_with(descriptors: dict) -> dict:
+    agreement = {"measurement_agreement": {"descriptors": descriptors}}
+    return {"cv_pooled": {"native_resolution": agreement}}
+
+
+def test_lost_descriptors_reads_the_agreement_back_from_a_card() -> None:
+    pairs, labels = _pairs_smoothed_stars()
+    card = _card_with(descriptor_agreement(pairs, labels))
+    separations = descriptor_separations(card)
+    assert separations["boundary_roughness"][:2] == (1.0, 0.5)
+    assert separations["solidity"][:2] == (1.0, 0.5)  # runs lower in malignant: same separation
+    assert "posterior_ratio" not in separations  # no image, no values
+    lost = lost_descriptors(card)
+    assert "boundary_roughness" in lost and "solidity" in lost
+
+
+@pytest.mark.parametrize("card", [{}, {"cv_pooled": []}, _card_with({"solidity": {"n": 3}})])
+def test_cards_without_the_check_lose_nothing(card: dict) -> None:
+    assert descriptor_separations(card) == {}
+    assert lost_descriptors(card) == []
