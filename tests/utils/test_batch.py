@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -101,6 +102,23 @@ def test_segment_rows_hold_the_mask_and_corrupt_files_are_error_rows(
         mask = rle_decode({"size": [row.height, row.width], "counts": row.mask_rle})
         assert mask.sum() == row.lesion_area_px
     assert (table["status"] == "ok").sum() == 5
+    # The tiny bundle's card has no descriptor check: no column is marked unreliable.
+    assert (table.loc[table["status"] == "ok", "unreliable_descriptors"] == "[]").all()
+
+
+def test_segment_rows_name_the_descriptors_the_card_marks_unreliable(tmp_path: Path) -> None:
+    lost = {"auc_malignant_vs_benign": {"reference": 0.95, "mask": 0.7}}
+    lost["median_absolute_difference"] = 0.02
+    agreement = {"descriptors": {"boundary_roughness": lost}}
+    card = {"cv_pooled": {"native_resolution": {"measurement_agreement": agreement}}}
+    models_dir = tmp_path / "models"
+    save_segmenter_bundle(models_dir, SEGMENTER, **card)
+    cohort = write_cohort(tmp_path / "cohort", n_images=2)
+    config = make_config(cohort, tmp_path / "s.parquet", models_dir, "segment")
+    config = replace(config, options=replace(config.options, threshold=0.01))
+    ok = run_batch(config).query("status == 'ok'")
+    assert ok["lesion_found"].all()  # a threshold this low finds a "lesion" everywhere
+    assert (ok["unreliable_descriptors"] == '["boundary_roughness"]').all()
 
 
 def test_classify_and_analyze_rows(tmp_path: Path, batch_models_dir: Path) -> None:

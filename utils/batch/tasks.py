@@ -27,6 +27,7 @@ from utils import analysis
 from utils.batch import models
 from utils.encoding import heatmap_png_base64, rle_encode
 from utils.errors import ConfigError
+from utils.evaluation.descriptors import lost_descriptors
 from utils.image_io import LoadedImage
 from utils.inference.classifier import ClassificationResult
 from utils.inference.segmenter import SegmentationResult
@@ -79,13 +80,16 @@ def _classification_columns(result: ClassificationResult) -> Row:
     return row
 
 
-def _segmentation_columns(result: SegmentationResult) -> Row:
+def _segmentation_columns(result: SegmentationResult, card: dict[str, Any]) -> Row:
     area = int(np.count_nonzero(result.mask))
+    unreliable = [] if result.measurements is None else lost_descriptors(card)
     row: Row = {
         "threshold": result.threshold,
         "lesion_found": area > 0,
         "lesion_area_px": area,
         "mask_rle": rle_encode(result.mask)["counts"],
+        # JSON text like the spacing: the measurement columns the card marks unreliable.
+        "unreliable_descriptors": json.dumps(unreliable),
     }
     measured = {} if result.measurements is None else result.measurements.to_dict()
     for name, value in measured.items():
@@ -106,7 +110,7 @@ def _classify(image: LoadedImage, options: TaskOptions) -> Row:
 def _segment(image: LoadedImage, options: TaskOptions) -> Row:
     segmenter = models.segmenter(options.models_dir, options.segmenter)
     step = analysis.segment_step(image, segmenter, options.threshold, _spacing(image, options))
-    return _segmentation_columns(step.value)
+    return _segmentation_columns(step.value, segmenter.card)
 
 
 def _analyze(image: LoadedImage, options: TaskOptions) -> Row:
@@ -125,7 +129,7 @@ def _analyze(image: LoadedImage, options: TaskOptions) -> Row:
         segmenter_explainer=models.explainer(segmenter),
         classifier_explainer=models.explainer(classifier),
     )
-    row = _segmentation_columns(result.segmentation)
+    row = _segmentation_columns(result.segmentation, segmenter.card)
     row.update(_classification_columns(result.classification))  # type: ignore[arg-type]
     row["segmenter_cam_png"] = heatmap_png_base64(result.segmenter_cam)
     row["classifier_cam_png"] = heatmap_png_base64(result.classifier_cam)  # type: ignore[arg-type]
