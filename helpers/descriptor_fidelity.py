@@ -14,7 +14,6 @@ from typing import Any, Final
 
 from utils.evaluation.descriptors import (
     DESCRIPTORS,
-    LOST_SEPARATION,
     descriptor_separations,
     lost_descriptors,
 )
@@ -64,9 +63,8 @@ def descriptor_fidelity_note(card: dict[str, Any]) -> str | None:
     """
     separations = descriptor_separations(card)
     lost = [
-        f"{DESCRIPTORS[name].lower()} {mask:.2f} against {reference:.2f}"
-        for name, (reference, mask, _) in separations.items()
-        if reference - mask >= LOST_SEPARATION
+        f"{DESCRIPTORS[name].lower()} {separations[name][1]:.2f} against {separations[name][0]:.2f}"
+        for name in lost_descriptors(card)
     ]
     if not lost:
         return None
