@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(segment)
     _add_ultrasound_cv_options(segment)
     segment.add_argument(
-        "--loss", default=None, help="dice_bce | dice_bce_presence | dice | focal_tversky"
+        "--loss",
+        default=None,
+        help="dice_bce | dice_bce_presence | dice_bce_boundary | dice | focal_tversky",
     )
     segment.add_argument("--base-filters", type=int, default=None)
     segment.add_argument(
@@ -127,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="weight of the image-level term of --loss dice_bce_presence (default 1.0)",
+    )
+    segment.add_argument(
+        "--boundary-weight",
+        type=float,
+        default=None,
+        help="weight of the outline term of --loss dice_bce_boundary (default 1.0)",
     )
     classify = tasks.add_parser("classify", help="ultrasound lesion classifier")
     _add_common_options(classify)
@@ -365,6 +373,7 @@ def run_segment(args: argparse.Namespace) -> int:
                 "base_filters",
                 "normal_oversample",
                 "presence_weight",
+                "boundary_weight",
                 "backup_every_steps",
             ),
         ),

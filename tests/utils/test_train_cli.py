@@ -92,6 +92,11 @@ def test_segment_loss_options_reach_the_configuration(
     assert config.augment.contrast_range == (0.6, 1.4)
     assert config.augment.elastic_probability == 0.0
     assert config.augment.brightness_delta == 0.1  # untouched settings keep their defaults
+    assert config.boundary_weight == 1.0
+
+    boundary = ["--loss", "dice_bce_boundary", "--boundary-weight", "0.4"]
+    assert main([*command, *boundary, "--out", str(tmp_path / "run2")]) == 0
+    assert (seen["config"].loss, seen["config"].boundary_weight) == ("dice_bce_boundary", 0.4)
 
 
 def test_segment_with_a_bad_augment_setting_exits_2_before_reading_data(

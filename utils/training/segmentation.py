@@ -41,7 +41,8 @@ class SegmenterTrainConfig:
     ``normal_oversample`` repeats every training image with an empty mask (normal
     tissue) that many times per epoch, to weigh "draw nothing" more against the
     lesion images; validation data are never repeated. ``presence_weight`` scales the
-    image-level term of the ``dice_bce_presence`` loss (ignored by the other losses).
+    image-level term of the ``dice_bce_presence`` loss and ``boundary_weight`` the
+    outline term of ``dice_bce_boundary`` (each ignored by the other losses).
     """
 
     arch: str = DEFAULT_SEGMENTATION_ARCH
@@ -61,6 +62,7 @@ class SegmenterTrainConfig:
     min_component_area_fraction: float = 0.002
     normal_oversample: int = 1
     presence_weight: float = 1.0
+    boundary_weight: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +100,8 @@ def _loss_options(config: SegmenterTrainConfig) -> dict[str, float]:
             "min_area_fraction": config.min_component_area_fraction,
             "presence_weight": config.presence_weight,
         }
+    if config.loss == "dice_bce_boundary":
+        return {"boundary_weight": config.boundary_weight}
     return {}
 
 

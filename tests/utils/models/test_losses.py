@@ -12,10 +12,13 @@ from keras import ops
 from utils.errors import ConfigError
 from utils.models.losses import (
     SEGMENTATION_LOSSES,
+    DiceBCEBoundaryLoss,
     DiceBCELoss,
     DiceBCEPresenceLoss,
     DiceLoss,
     FocalTverskyLoss,
+    boundary_dice_loss,
+    dice_bce_boundary_loss,
     dice_bce_loss,
     dice_bce_presence_loss,
     dice_coefficient,
@@ -24,13 +27,20 @@ from utils.models.losses import (
     get_segmentation_loss,
     iou_score,
     presence_loss,
+    soft_boundary,
 )
 
 # One image of 8 pixels: TP = 2, FN = 2, FP = 1.
 TRUE_8 = np.array([[1, 1, 1, 1, 0, 0, 0, 0]], dtype=np.float32)
 PRED_8 = np.array([[1, 1, 0, 0, 1, 0, 0, 0]], dtype=np.float32)
 
-LOSS_FUNCTIONS = [dice_loss, dice_bce_loss, dice_bce_presence_loss, focal_tversky_loss]
+LOSS_FUNCTIONS = [
+    dice_loss,
+    dice_bce_loss,
+    dice_bce_presence_loss,
+    dice_bce_boundary_loss,
+    focal_tversky_loss,
+]
 
 
 def value(tensor) -> np.ndarray:
@@ -208,7 +218,16 @@ def test_loss_config_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "function", [dice_coefficient, iou_score, dice_bce_loss, presence_loss, dice_bce_presence_loss]
+    "function",
+    [
+        dice_coefficient,
+        iou_score,
+        dice_bce_loss,
+        presence_loss,
+        dice_bce_presence_loss,
+        boundary_dice_loss,
+        dice_bce_boundary_loss,
+    ],
 )
 def test_functions_are_registered(function: Callable) -> None:
     name = keras.saving.get_registered_name(function)
@@ -226,7 +245,7 @@ def test_get_segmentation_loss_passes_options() -> None:
 
 
 def test_unknown_loss_lists_valid_names() -> None:
-    valid = "dice, dice_bce, dice_bce_presence, focal_tversky"
+    valid = "dice, dice_bce, dice_bce_boundary, dice_bce_presence, focal_tversky"
     with pytest.raises(ConfigError, match=rf"'nope'.*{valid}"):
         get_segmentation_loss("nope")
 
@@ -309,3 +328,66 @@ def test_presence_loss_function_rejects_bad_fraction(fraction: float) -> None:
     y_true, y_pred = _normal_with_blob(0.9)
     with pytest.raises(ConfigError, match=rf"min_area_fraction.*\(0, 1\].*{fraction}"):
         presence_loss(y_true, y_pred, min_area_fraction=fraction)
+
+
+# --- boundary term -----------------------------------------------------------------------
+
+
+def _square(size: int = 16, start: int = 4, stop: int = 12) -> np.ndarray:
+    mask = np.zeros((1, size, size, 1), np.float32)
+    mask[0, start:stop, start:stop] = 1
+    return mask
+
+
+def test_soft_boundary_of_a_square_is_its_two_pixel_outline_band() -> None:
+    band = value(soft_boundary(_square()))[0, ..., 0]
+    expected = np.zeros((16, 16))
+    expected[3:13, 3:13] = 1  # one pixel outside the square ...
+    expected[5:11, 5:11] = 0  # ... and one pixel inside it
+    np.testing.assert_array_equal(band, expected)
+
+
+def test_boundary_loss_known_values() -> None:
+    square = _square()
+    assert mean_loss(boundary_dice_loss, square, square) == pytest.approx(0.0, abs=1e-6)
+    assert mean_loss(boundary_dice_loss, square * 0, square * 0) == pytest.approx(0.0, abs=1e-6)
+    # The square one pixel smaller: bands of 64 and 48 pixels sharing 28.
+    smaller = _square(start=5, stop=11)
+    expected = 1 - (2 * 28 + 1) / (64 + 48 + 1)
+    assert mean_loss(boundary_dice_loss, square, smaller) == pytest.approx(expected, rel=1e-6)
+
+
+def test_boundary_term_sees_a_lost_spike_that_region_dice_barely_notices() -> None:
+    spiky = _square(size=32, start=10, stop=22)
+    spiky[0, 4:10, 15:17] = 1  # a thin spicule on top of the lesion
+    smooth = _square(size=32, start=10, stop=22)
+    region = mean_loss(dice_loss, spiky, smooth)
+    outline = mean_loss(boundary_dice_loss, spiky, smooth)
+    assert region < 0.05
+    assert outline > 2.5 * region  # 0.11 against 0.04
+
+
+def test_dice_bce_boundary_is_the_weighted_sum() -> None:
+    y_true = np.concatenate([_square(), _square() * 0])
+    y_pred = np.concatenate([_square(start=5) * 0.8, _square() * 0.3])
+    expected = mean_loss(dice_bce_loss, y_true, y_pred) + 0.5 * mean_loss(
+        boundary_dice_loss, y_true, y_pred
+    )
+    loss = mean_loss(dice_bce_boundary_loss, y_true, y_pred, boundary_weight=0.5)
+    assert loss == pytest.approx(expected, rel=1e-6)
+    assert float(value(DiceBCEBoundaryLoss(boundary_weight=0.5)(y_true, y_pred))) == (
+        pytest.approx(expected, rel=1e-6)
+    )
+
+
+@pytest.mark.parametrize("width", [1, 2, 4, 3.5])
+def test_boundary_loss_rejects_a_bad_width(width: float) -> None:
+    with pytest.raises(ConfigError, match=rf"odd integer >= 3.*{width}"):
+        DiceBCEBoundaryLoss(width=width)
+    with pytest.raises(ConfigError, match=rf"odd integer >= 3.*{width}"):
+        boundary_dice_loss(_square(), _square(), width=width)
+
+
+def test_boundary_loss_class_rejects_a_negative_weight() -> None:
+    with pytest.raises(ConfigError, match=r"boundary_weight must be zero or positive.*-1"):
+        DiceBCEBoundaryLoss(boundary_weight=-1.0)

@@ -57,6 +57,16 @@ def test_presence_loss_uses_the_postprocess_blob_size() -> None:
     assert model.loss.get_config()["presence_weight"] == 0.2
 
 
+def test_boundary_loss_gets_its_weight_and_the_presence_options_stay_out() -> None:
+    config = SegmenterTrainConfig(
+        loss="dice_bce_boundary", boundary_weight=0.4, presence_weight=0.2, **TINY
+    )
+    loss_config = build_and_compile(config, steps_per_epoch=1).loss.get_config()
+    assert loss_config["name"] == "dice_bce_boundary_loss"
+    assert loss_config["boundary_weight"] == 0.4
+    assert "presence_weight" not in loss_config
+
+
 def test_oversampling_repeats_only_the_empty_mask_images(tiny_arrays: TrainingArrays) -> None:
     empty = ~tiny_arrays.masks.reshape(len(tiny_arrays), -1).any(axis=1)
     assert oversample_normals(tiny_arrays, 1) is tiny_arrays
