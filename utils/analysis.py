@@ -381,9 +381,11 @@ def model_disagreement(result: AnalysisResult) -> str | None:
     """A caution when the classifier and the segmenter contradict each other, else ``None``.
 
     The two models are trained separately and can disagree: a "normal" verdict with a
-    lesion mask (the segmenter marks normal tissue more often than the classifier calls
-    lesions normal, see its card), or a lesion verdict with an empty mask. Readers should
-    see that rather than two confident-looking panels.
+    lesion mask, or a lesion verdict with an empty mask. Readers should see that rather
+    than two confident-looking panels. Neither model is the safe one to trust: out of
+    fold, a "normal" verdict with a mask came up on about 2% of normal images (a false
+    mask) and 1% of lesion images (a missed lesion), so which one is wrong depends on how
+    likely a lesion is in the patient (the segmenter card's ``model_disagreement``).
     """
     classification = result.classification
     if classification is None:
@@ -393,9 +395,10 @@ def model_disagreement(result: AnalysisResult) -> str | None:
     if classification.predicted_class == "normal" and found:
         return (
             f"The models disagree: the classifier rates this image {verdict}, but the "
-            "segmenter outlined a region. One of them is wrong; the segmenter often marks "
-            "normal tissue (see its card's normal false-positive rate), so read the mask "
-            "and its measurements with caution."
+            "segmenter outlined a region. One of them is wrong, and either can be: in "
+            "cross-validation this happened both on normal tissue the segmenter mistook "
+            "for a lesion and on lesions the classifier missed. Judge the outlined region "
+            "on the image before accepting either answer."
         )
     if classification.predicted_class in LESION_CLASSES and not found:
         return (

@@ -177,6 +177,8 @@ def _result(predicted: str | None, lesion: bool) -> AnalysisResult:
     ("predicted", "lesion", "expected"),
     [
         ("normal", True, "rates this image normal (80%), but the segmenter outlined"),
+        # Out of fold this case was a missed lesion as often as a false mask: no side taken.
+        ("normal", True, "One of them is wrong, and either can be"),
         ("malignant", False, "found no lesion at threshold 0.45"),
         ("benign", False, "rates this image benign"),
         ("normal", False, None),
