@@ -238,13 +238,23 @@ def dice_bce_presence_loss(
     ) + presence_weight * presence_loss(y_true, y_pred, min_area_fraction=min_area_fraction)
 
 
+def _check_boundary_width(width: int) -> None:
+    """Refuse a structuring element that is even or too small to draw an outline."""
+    if int(width) != width or width < 3 or width % 2 == 0:
+        raise ConfigError(f"boundary width must be an odd integer >= 3; received {width!r}.")
+
+
 def soft_boundary(masks: Any, width: int = 3) -> Any:
     """Soft morphological gradient (dilation minus erosion) of masks (N, H, W, C).
 
     On a binary mask this is the band of pixels within ``width // 2`` of the outline;
     on a probability map it is a differentiable version of that band, so boundary
     terms can be written with the same per-image overlap as Dice.
+
+    Raises:
+        ConfigError: ``width`` is not an odd integer of at least 3.
     """
+    _check_boundary_width(width)
     masks = ops.cast(masks, "float32")
     dilated = ops.max_pool(masks, pool_size=width, strides=1, padding="same")
     eroded = -ops.max_pool(-masks, pool_size=width, strides=1, padding="same")
@@ -270,14 +280,7 @@ def boundary_dice_loss(y_true: Any, y_pred: Any, width: int = 3, smooth: float =
     Returns:
         Per-image losses, shape (N,), in [0, 1].
     """
-    _check_boundary_width(width)
     return dice_loss(soft_boundary(y_true, width), soft_boundary(y_pred, width), smooth)
-
-
-def _check_boundary_width(width: int) -> None:
-    """Refuse a structuring element that is even or too small to draw an outline."""
-    if int(width) != width or width < 3 or width % 2 == 0:
-        raise ConfigError(f"boundary width must be an odd integer >= 3; received {width!r}.")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

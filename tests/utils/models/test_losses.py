@@ -386,6 +386,8 @@ def test_boundary_loss_rejects_a_bad_width(width: float) -> None:
         DiceBCEBoundaryLoss(width=width)
     with pytest.raises(ConfigError, match=rf"odd integer >= 3.*{width}"):
         boundary_dice_loss(_square(), _square(), width=width)
+    with pytest.raises(ConfigError, match=rf"odd integer >= 3.*{width}"):
+        soft_boundary(_square(), width=width)
 
 
 def test_boundary_loss_class_rejects_a_negative_weight() -> None:
