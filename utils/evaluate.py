@@ -13,6 +13,9 @@ recognises: the BUSI class-folder root or a folder above it, BUS-BRA's original 
   others are counted and skipped) is classified with the card's temperature; the report
   holds accuracy, AUCs, ECE, per-class scores, the confusion matrix and per-image
   predictions; ROC, reliability and confusion figures are written as PNG and HTML.
+* ``--smooth F`` (``segment`` and ``classify``): blur every image first, Gaussian sigma
+  ``F`` x its width (:mod:`utils.evaluation.robustness`), to see how the model fares on
+  images smoother than its training images; the report records ``smooth_fraction``.
 * ``shortcuts``: on images with burned-in calipers or text, how much of each model's
   Grad-CAM falls on the marks, and how much the outputs change when the marks are
   inpainted away (:mod:`utils.evaluation.shortcuts`); ``--data`` may repeat.
@@ -50,6 +53,7 @@ from tqdm import tqdm
 
 from utils.datasets import DatasetRecord, load_mask, read_dataset
 from utils.errors import ConfigError, DatasetError, TumorLensError
+from utils.evaluation.robustness import MAX_SMOOTH_FRACTION, check_smooth_fraction, smooth_loaded
 from utils.image_io import load_image
 
 if TYPE_CHECKING:
@@ -91,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--figures", type=Path, default=None, help="figure folder (default: beside --json)"
         )
         sub.add_argument("--batch-size", type=int, default=_DEFAULT_BATCH_SIZE)
+        sub.add_argument(
+            "--smooth",
+            type=float,
+            default=0.0,
+            metavar="F",
+            help="blur every image first (Gaussian sigma = F x its width, 0 to "
+            f"{MAX_SMOOTH_FRACTION}): how the model fares on smoother images (default: 0)",
+        )
     shortcuts = tasks.add_parser(
         "shortcuts", help="do the models attend to, or depend on, burned-in calipers and text?"
     )
@@ -236,6 +248,7 @@ def run_segment(args: argparse.Namespace) -> dict[str, Any]:
     from utils.evaluation.segmentation import segmentation_report
     from utils.inference.segmenter import LesionSegmenter
 
+    smooth = check_smooth_fraction(args.smooth)
     records = read_dataset(args.data)
     selected = [record for record in records if record.has_mask or record.label == _NORMAL]
     if not selected:
@@ -244,7 +257,7 @@ def run_segment(args: argparse.Namespace) -> dict[str, Any]:
             "segmentation needs ground truth."
         )
     segmenter = LesionSegmenter.from_bundle(args.model, batch_size=args.batch_size)
-    predicted, truths = _segment_records(segmenter, selected, args.batch_size)
+    predicted, truths = _segment_records(segmenter, selected, args.batch_size, smooth)
     sources = [_source(record, args.data) for record in selected]
     report = segmentation_report(
         predicted, truths, [record.label for record in selected], sources=sources
@@ -256,6 +269,7 @@ def run_segment(args: argparse.Namespace) -> dict[str, Any]:
         "task": "segmentation",
         "model": _model_info(args.model, segmenter.card, threshold=segmenter.threshold),
         "data": str(args.data),
+        "smooth_fraction": smooth,
         "n_skipped_without_ground_truth": len(records) - len(selected),
         "n_lesion_predicted_empty": sum(row["predicted_empty"] for row in lesion_rows),
         "figures": [str(figure)] if figure else [],
@@ -264,14 +278,20 @@ def run_segment(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _segment_records(
-    segmenter: LesionSegmenter, records: Sequence[DatasetRecord], batch_size: int
+    segmenter: LesionSegmenter,
+    records: Sequence[DatasetRecord],
+    batch_size: int,
+    smooth: float = 0.0,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Predicted and ground-truth masks of every record, at original resolution."""
+    """Predicted and ground-truth masks of every record, at original resolution.
+
+    ``smooth`` blurs each image before segmenting (:func:`smooth_loaded`).
+    """
     predicted: list[np.ndarray] = []
     truths: list[np.ndarray] = []
     with _progress(len(records), "Segmenting") as bar:
         for chunk in _chunks(records, batch_size):
-            images = [load_image(record.image_path) for record in chunk]
+            images = [smooth_loaded(load_image(record.image_path), smooth) for record in chunk]
             # Measurements are not evaluated, and skipping them saves time per image.
             results = segmenter.segment_batch(images, measure=False)
             for record, image, result in zip(chunk, images, results, strict=True):
@@ -323,6 +343,7 @@ def run_classify(args: argparse.Namespace) -> dict[str, Any]:
     from utils.evaluation.classification import classification_report, save_classification_plots
     from utils.inference.classifier import LesionClassifier
 
+    smooth = check_smooth_fraction(args.smooth)
     # The data folder is checked first: a wrong path then fails before the model loads.
     records = read_dataset(args.data)
     classifier = LesionClassifier.from_bundle(args.model, batch_size=args.batch_size)
@@ -336,7 +357,7 @@ def run_classify(args: argparse.Namespace) -> dict[str, Any]:
             f"No image in {args.data} is labelled with one of the model's classes "
             f"({', '.join(names)}); labels found: {', '.join(sorted(skipped)) or 'none'}."
         )
-    probabilities = _classify_records(classifier, selected, args.batch_size)
+    probabilities = _classify_records(classifier, selected, args.batch_size, smooth)
     labels = np.array([names.index(record.label) for record in selected])
     report = classification_report(probabilities, labels, names)
     figures_dir = args.figures or args.json.parent
@@ -354,6 +375,7 @@ def run_classify(args: argparse.Namespace) -> dict[str, Any]:
         "task": "classification",
         "model": _model_info(args.model, classifier.card, temperature=classifier.temperature),
         "data": str(args.data),
+        "smooth_fraction": smooth,
         "skipped_labels": dict(sorted(skipped.items())),
         "figures": [str(path) for path in figures],
         **report,
@@ -362,13 +384,16 @@ def run_classify(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _classify_records(
-    classifier: LesionClassifier, records: Sequence[DatasetRecord], batch_size: int
+    classifier: LesionClassifier,
+    records: Sequence[DatasetRecord],
+    batch_size: int,
+    smooth: float = 0.0,
 ) -> np.ndarray:
-    """Calibrated (N, classes) probabilities of every record."""
+    """Calibrated (N, classes) probabilities of every record (blurred first by ``smooth``)."""
     chunks = []
     with _progress(len(records), "Classifying") as bar:
         for chunk in _chunks(records, batch_size):
-            images = [load_image(record.image_path) for record in chunk]
+            images = [smooth_loaded(load_image(record.image_path), smooth) for record in chunk]
             chunks.append(classifier.predict_probabilities(images))
             bar.update(len(chunk))
     return np.concatenate(chunks)

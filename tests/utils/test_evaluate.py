@@ -112,3 +112,35 @@ def test_missing_data_and_unknown_model_exit_2_with_the_reason(
     assert main(["segment", "--data", data, "--json", out, "--model", classifier]) == 2
     assert "a segmentation model is needed" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_smooth_blurs_what_the_model_sees_and_is_recorded(workspace: Path, tmp_path: Path) -> None:
+    data, model = str(workspace / "busi"), str(workspace / "models" / "tiny_classifier.keras")
+    reports = {}
+    for smooth in ("0", "0.05"):
+        out = tmp_path / f"cls_{smooth}.json"
+        argv = ["classify", "--data", data, "--json", str(out), "--model", model]
+        assert main([*argv, "--smooth", smooth, "--figures", str(tmp_path / smooth)]) == 0
+        reports[smooth] = json.loads(out.read_text())
+    assert reports["0"]["smooth_fraction"] == 0 and reports["0.05"]["smooth_fraction"] == 0.05
+    sharp, smooth = (
+        [row["probabilities"]["malignant"] for row in reports[key]["per_image"]]
+        for key in ("0", "0.05")
+    )
+    assert sharp != pytest.approx(smooth, abs=1e-6)
+    out = tmp_path / "seg.json"
+    segmenter = str(workspace / "models" / "tiny_segmenter.keras")
+    argv = ["segment", "--data", data, "--json", str(out), "--model", segmenter]
+    assert main([*argv, "--smooth", "0.01"]) == 0
+    assert json.loads(out.read_text())["smooth_fraction"] == 0.01
+
+
+@pytest.mark.parametrize("task", ["segment", "classify"])
+def test_a_smoothing_out_of_range_exits_2_with_the_reason(
+    task: str, workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.json"
+    argv = [task, "--data", str(workspace / "busi"), "--json", str(out), "--smooth", "0.2"]
+    assert main(argv) == 2
+    assert "smoothing strength must be a number from 0 to 0.05" in capsys.readouterr().err
+    assert not out.exists()
