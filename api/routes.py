@@ -33,6 +33,7 @@ from utils.analysis import (
     model_disagreement,
     segment_step,
     segmenter_cam_step,
+    smoothness_note,
 )
 from utils.explain import CamMethod
 from utils.image_io import LoadedImage, load_image
@@ -214,9 +215,9 @@ def analyze(
             classifier_explainer=classifier_explainer,
         )
     used = [segmenter] if classifier is None else [segmenter, classifier]
-    disagreement = model_disagreement(result)
-    if disagreement is not None:
-        notes.append(disagreement)
+    for note in (model_disagreement(result), smoothness_note(result.gray, segmenter.card)):
+        if note is not None:
+            notes.append(note)
     return AnalyzeResponse(
         segmentation=convert.segmentation(result.segmentation, mask_format, segmenter.card),
         classification=None

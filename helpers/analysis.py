@@ -46,6 +46,7 @@ from utils.analysis import (
     reusable_segmenter_map,
     segment_step,
     segmenter_cam_step,
+    smoothness_note,
 )
 from utils.datasets.busi import read_busi
 from utils.datasets.masks import load_mask
@@ -94,6 +95,7 @@ __all__ = [
     "reusable_segmenter_map",
     "segment_step",
     "segmenter_cam_step",
+    "smoothness_note",
     "timing_rows",
 ]
 

@@ -24,6 +24,7 @@ from helpers.analysis import (
     probability_figure,
     reference_dice,
     resolve_pixel_spacing,
+    smoothness_note,
     timing_rows,
 )
 from helpers.descriptor_fidelity import descriptor_fidelity_note, star_lost_descriptors
@@ -215,6 +216,11 @@ with col_segmenter_cam:
         caption=f"Segmenter {cam_method}: predicted lesion area",
         width="stretch",
     )
+
+# Both models were measured to go wrong on images much smoother than their training ones.
+smoothness = smoothness_note(result.gray, segmenter.card)
+if smoothness is not None:
+    st.warning(smoothness)
 
 col_classification, col_measurements = st.columns([2, 3])
 with col_classification:

@@ -24,6 +24,7 @@ import numpy as np
 from utils.errors import ConfigError
 from utils.explain import LESION_AREA, CamExplainer, CamMethod, explainer_for
 from utils.image_io import LoadedImage
+from utils.image_quality import assess_texture
 from utils.inference.bundle import images_for_model, to_float_batch
 from utils.inference.classifier import ClassificationResult, LesionClassifier
 from utils.inference.segmenter import LesionSegmenter, SegmentationResult
@@ -47,6 +48,7 @@ __all__ = [
     "reusable_segmenter_map",
     "segment_step",
     "segmenter_cam_step",
+    "smoothness_note",
 ]
 
 PixelSpacing = float | tuple[float, float] | None
@@ -407,6 +409,29 @@ def model_disagreement(result: AnalysisResult) -> str | None:
             "Lower the threshold to see weaker detections, or read the image without a mask."
         )
     return None
+
+
+def smoothness_note(gray: np.ndarray, card: dict[str, Any]) -> str | None:
+    """A warning when the image is smoother than nearly all training images, else ``None``.
+
+    Uses the ``input_texture`` reference of ``card`` (the segmenter's; see
+    :mod:`utils.image_quality`); ``None`` as well when the card has none.
+
+    Raises:
+        InvalidImageError: ``gray`` is not a uint8 (H, W) image.
+        ModelError: The card's reference is malformed.
+    """
+    texture = assess_texture(gray, card)
+    if texture is None or not texture.too_smooth:
+        return None
+    return (
+        f"Smooth image: it has less fine texture than 99% of the training images "
+        f"(texture index {texture.index:.2f}, below {texture.threshold:.2f}). On images "
+        "this smooth, such as after strong speckle reduction or when a small image was "
+        "enlarged, the classifier leans towards malignant and the segmenter outlines "
+        "normal tissue far more often (segmenter card: robustness_smoothing). Analyse "
+        "the scanner's original image if you can, and trust both models less here."
+    )
 
 
 def familiarity_note(classification: ClassificationResult | None) -> str | None:

@@ -227,3 +227,23 @@ def test_openapi_schema_declares_bearer_auth_when_a_token_is_set(tiny_models_dir
     segment = schema["paths"]["/v1/segment"]["post"]
     assert segment["security"] == [{"HTTPBearer": []}] and "401" in segment["responses"]
     assert "security" not in schema["paths"]["/health"]["get"]
+
+
+def test_analyze_warns_in_its_notes_when_the_image_is_too_smooth(
+    tmp_path: Path, lesion_png: bytes
+) -> None:
+    import cv2
+
+    from tests.api.conftest import png_bytes
+    from utils.image_quality import CARD_KEY
+    from utils.model_card import update_model_card
+
+    save_segmenter_bundle(tmp_path, SEGMENTER)
+    update_model_card(SEGMENTER, {CARD_KEY: {"percentiles": {"p01": 0.3}}}, models_dir=tmp_path)
+    sharp = cv2.imdecode(np.frombuffer(lesion_png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    smooth = png_bytes(cv2.GaussianBlur(sharp, (0, 0), 3.0))
+    with make_client(tmp_path) as client:
+        sharp_notes = _post(client, "/v1/analyze", lesion_png).json()["notes"]
+        smooth_notes = _post(client, "/v1/analyze", smooth).json()["notes"]
+    assert not any(note.startswith("Smooth image") for note in sharp_notes)
+    assert any(note.startswith("Smooth image") for note in smooth_notes)

@@ -348,3 +348,14 @@ def test_the_classifier_picker_runs_the_chosen_installed_classifier(
     assert app.get("plotly_chart")
     assert any(widget.value == "test bundle" for widget in app.caption)
     helpers.models.clear_analysis_caches()  # drop the tiny model's outputs
+
+
+def test_a_very_smooth_upload_is_analysed_with_a_warning(phantom_image: np.ndarray) -> None:
+    smooth = cv2.GaussianBlur(phantom_image, (0, 0), 0.03 * phantom_image.shape[1])
+    app = _upload(cv2.imencode(".png", smooth)[1].tobytes(), "smooth.png")
+    assert not app.exception and not app.error and len(app.image) == 3
+    assert any(w.value.startswith("Smooth image") for w in app.warning)
+    app.file_uploader[0].set_value(
+        ("sharp.png", cv2.imencode(".png", phantom_image)[1].tobytes(), "image/png")
+    ).run()
+    assert not any(w.value.startswith("Smooth image") for w in app.warning)

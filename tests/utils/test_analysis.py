@@ -213,3 +213,17 @@ def test_familiarity_note_says_what_the_flag_means(familiarity, expected) -> Non
     note = familiarity_note(classification)
     assert note is None if expected is None else expected in note
     assert familiarity_note(None) is None
+
+
+def test_smoothness_note_warns_only_on_images_smoother_than_the_training_ones() -> None:
+    from tests.utils.test_image_quality import blurred, speckle
+    from utils.analysis import smoothness_note
+    from utils.image_quality import CARD_KEY, texture_index
+
+    image = speckle()
+    card = {CARD_KEY: {"percentiles": {"p01": texture_index(blurred(image, 0.008))}}}
+    assert smoothness_note(image, card) is None
+    assert smoothness_note(blurred(image, 0.03), {}) is None  # no reference, no claim
+    note = smoothness_note(blurred(image, 0.03), card)
+    assert note is not None and note.startswith("Smooth image: it has less fine texture")
+    assert "robustness_smoothing" in note
