@@ -19,6 +19,7 @@ from helpers.analysis import (
     familiarity_note,
     mask_overlay,
     measurement_rows,
+    smoothness_note,
 )
 from helpers.descriptor_fidelity import star_lost_descriptors
 from utils.report import MAX_NOTE_CHARS, CaseReport, render_case_report
@@ -123,6 +124,7 @@ def build_case_report(
         uncertainty=classification.uncertainty if classification else None,
         refer=classification.refer if classification else None,
         familiarity=familiarity_note(classification) or "",
+        image_warning=smoothness_note(result.gray, segmenter_card or {}, brief=True) or "",
         unfamiliar=bool(
             classification and classification.familiarity and classification.familiarity.unfamiliar
         ),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -411,11 +411,14 @@ def model_disagreement(result: AnalysisResult) -> str | None:
     return None
 
 
-def smoothness_note(gray: np.ndarray, card: dict[str, Any]) -> str | None:
+def smoothness_note(
+    gray: np.ndarray, card: Mapping[str, Any], *, brief: bool = False
+) -> str | None:
     """A warning when the image is smoother than nearly all training images, else ``None``.
 
     Uses the ``input_texture`` reference of ``card`` (the segmenter's; see
-    :mod:`utils.image_quality`); ``None`` as well when the card has none.
+    :mod:`utils.image_quality`); ``None`` as well when the card has none. ``brief`` gives
+    one sentence (for the one-page PDF report) instead of the page's paragraph.
 
     Raises:
         InvalidImageError: ``gray`` is not a uint8 (H, W) image.
@@ -424,6 +427,11 @@ def smoothness_note(gray: np.ndarray, card: dict[str, Any]) -> str | None:
     texture = assess_texture(gray, card)
     if texture is None or not texture.too_smooth:
         return None
+    if brief:
+        return (
+            f"Smooth image (texture index {texture.index:.2f}, below 99% of the training "
+            "images): both models are much less reliable on images this smooth."
+        )
     return (
         f"Smooth image: it has less fine texture than 99% of the training images "
         f"(texture index {texture.index:.2f}, below {texture.threshold:.2f}). On images "

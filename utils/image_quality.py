@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -112,7 +112,7 @@ def fit_texture_reference(indices: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def assess_texture(gray: np.ndarray, card: dict[str, Any]) -> TextureAssessment | None:
+def assess_texture(gray: np.ndarray, card: Mapping[str, Any]) -> TextureAssessment | None:
     """Compare an image's texture with the card's ``input_texture``; ``None`` without one.
 
     Raises:

@@ -74,6 +74,9 @@ class CaseReport:
         refer: Whether the classifier asks for a human reader, ``None`` when unknown.
         familiarity: One line from :func:`utils.analysis.familiarity_note`, empty when
             the classifier has no familiarity reference.
+        image_warning: One line on the image itself (the brief
+            :func:`utils.analysis.smoothness_note`), printed in red above the
+            classification; empty when there is nothing to say.
         unfamiliar: Whether that line is a warning (the image looks unfamiliar).
         measurements: Rows with ``name``, ``value`` and ``unit``; ``None`` when the
             mask is empty (nothing measured).
@@ -89,6 +92,7 @@ class CaseReport:
     refer: bool | None = None
     familiarity: str = ""
     unfamiliar: bool = False
+    image_warning: str = ""
     measurements: Sequence[Mapping[str, str]] | None = None
     measurement_note: str = ""
     models: Sequence[Mapping[str, str]] = field(default_factory=tuple)

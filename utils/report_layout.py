@@ -116,6 +116,11 @@ def paragraph(pdf: ReportPDF, width: float, height: float, text: str) -> None:
 
 def draw_classification(pdf: ReportPDF, report: CaseReport, width: float) -> None:
     """Predicted class, probability bars, uncertainty and the referral flag (left column)."""
+    if report.image_warning:
+        pdf.set_text_color(*REFER_RGB)
+        pdf.set_font(FONT, "B", 8.5)
+        paragraph(pdf, width, 4.4, report.image_warning)
+        pdf.set_text_color(0, 0, 0)
     probabilities = report.probabilities
     if probabilities is None:
         pdf.set_font(FONT, "", 9)

@@ -170,3 +170,20 @@ def test_a_too_long_case_note_is_refused() -> None:
 def test_the_file_name_is_the_time_only() -> None:
     assert report_file_name(CREATED) == "tumorlens_report_20261123_060102Z.pdf"
     assert re.fullmatch(r"tumorlens_report_\d{8}_\d{6}Z\.pdf", report_file_name())
+
+
+def test_a_too_smooth_image_is_flagged_in_red_above_the_classification() -> None:
+    from utils.image_quality import CARD_KEY
+
+    result = _result()  # uniform noise: far more texture than any threshold below
+    textured_card = {**SEGMENTER_CARD, CARD_KEY: {"percentiles": {"p01": 0.4}}}
+    assert (
+        build_case_report(result, _base(result), segmenter_card=textured_card).image_warning == ""
+    )
+    smooth_card = {**SEGMENTER_CARD, CARD_KEY: {"percentiles": {"p01": 1e9}}}
+    for classified in (True, False):
+        smooth = _result(classified=classified)
+        report = build_case_report(smooth, _base(smooth), segmenter_card=smooth_card)
+        assert report.image_warning.startswith("Smooth image (texture index")
+        text = pdf_text(case_report_pdf(smooth, _base(smooth), segmenter_card=smooth_card))
+        assert "Smooth image (texture index" in re.sub(r"\s+", " ", text)
