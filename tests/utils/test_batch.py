@@ -104,6 +104,9 @@ def test_segment_rows_hold_the_mask_and_corrupt_files_are_error_rows(
     assert (table["status"] == "ok").sum() == 5
     # The tiny bundle's card has no descriptor check: no column is marked unreliable.
     assert (table.loc[table["status"] == "ok", "unreliable_descriptors"] == "[]").all()
+    # Nor a texture reference: the index is there, the smoothness verdict is empty.
+    ok = table[table["status"] == "ok"]
+    assert (ok["texture_index"] > 0).all() and ok["too_smooth"].isna().all()
 
 
 def test_segment_rows_name_the_descriptors_the_card_marks_unreliable(tmp_path: Path) -> None:
@@ -111,6 +114,8 @@ def test_segment_rows_name_the_descriptors_the_card_marks_unreliable(tmp_path: P
     lost["median_absolute_difference"] = 0.02
     agreement = {"descriptors": {"boundary_roughness": lost}}
     card = {"cv_pooled": {"native_resolution": {"measurement_agreement": agreement}}}
+    # A reference no speckle image reaches: every image reads as too smooth.
+    card["input_texture"] = {"percentiles": {"p01": 1e9}}
     models_dir = tmp_path / "models"
     save_segmenter_bundle(models_dir, SEGMENTER, **card)
     cohort = write_cohort(tmp_path / "cohort", n_images=2)
@@ -119,6 +124,7 @@ def test_segment_rows_name_the_descriptors_the_card_marks_unreliable(tmp_path: P
     ok = run_batch(config).query("status == 'ok'")
     assert ok["lesion_found"].all()  # a threshold this low finds a "lesion" everywhere
     assert (ok["unreliable_descriptors"] == '["boundary_roughness"]').all()
+    assert ok["too_smooth"].astype(bool).all()
 
 
 def test_classify_and_analyze_rows(tmp_path: Path, batch_models_dir: Path) -> None:
@@ -139,6 +145,7 @@ def test_classify_and_analyze_rows(tmp_path: Path, batch_models_dir: Path) -> No
     np.testing.assert_allclose(ok_analyze["prob_benign"], ok["prob_benign"])
     assert ok_analyze["segmenter_cam_png"].str.startswith("iVBOR").all()
     assert (ok_analyze["classifier_cam_class"] == ok_analyze["prediction"]).all()
+    assert (ok_analyze["texture_index"] > 0).all()
 
 
 def test_an_interrupted_run_resumes_without_redoing_or_duplicating(

@@ -29,6 +29,7 @@ from utils.encoding import heatmap_png_base64, rle_encode
 from utils.errors import ConfigError
 from utils.evaluation.descriptors import lost_descriptors
 from utils.image_io import LoadedImage
+from utils.image_quality import assess_texture, texture_index
 from utils.inference.classifier import ClassificationResult
 from utils.inference.segmenter import SegmentationResult
 
@@ -98,6 +99,19 @@ def _segmentation_columns(result: SegmentationResult, card: dict[str, Any]) -> R
     return row
 
 
+def _texture_columns(image: LoadedImage, card: dict[str, Any]) -> Row:
+    """The image's texture index, and whether it is smoother than the training images.
+
+    ``too_smooth`` is empty when the segmenter card holds no ``input_texture`` reference.
+    """
+    texture = assess_texture(image.gray, card)
+    index = texture_index(image.gray) if texture is None else texture.index
+    return {
+        "texture_index": round(index, 4),
+        "too_smooth": None if texture is None else texture.too_smooth,
+    }
+
+
 def _spacing(image: LoadedImage, options: TaskOptions) -> Any:
     return options.pixel_spacing_mm or image.metadata.pixel_spacing_mm
 
@@ -110,7 +124,10 @@ def _classify(image: LoadedImage, options: TaskOptions) -> Row:
 def _segment(image: LoadedImage, options: TaskOptions) -> Row:
     segmenter = models.segmenter(options.models_dir, options.segmenter)
     step = analysis.segment_step(image, segmenter, options.threshold, _spacing(image, options))
-    return _segmentation_columns(step.value, segmenter.card)
+    return {
+        **_segmentation_columns(step.value, segmenter.card),
+        **_texture_columns(image, segmenter.card),
+    }
 
 
 def _analyze(image: LoadedImage, options: TaskOptions) -> Row:
@@ -130,6 +147,7 @@ def _analyze(image: LoadedImage, options: TaskOptions) -> Row:
         classifier_explainer=models.explainer(classifier),
     )
     row = _segmentation_columns(result.segmentation, segmenter.card)
+    row.update(_texture_columns(image, segmenter.card))
     row.update(_classification_columns(result.classification))  # type: ignore[arg-type]
     row["segmenter_cam_png"] = heatmap_png_base64(result.segmenter_cam)
     row["classifier_cam_png"] = heatmap_png_base64(result.classifier_cam)  # type: ignore[arg-type]
