@@ -6,13 +6,22 @@ from typing import Any
 
 import numpy as np
 
-from api.schemas import Classification, Heatmap, Mask, MaskFormat, ModelInfo, Segmentation
+from api.schemas import (
+    Classification,
+    Heatmap,
+    Mask,
+    MaskFormat,
+    ModelInfo,
+    Segmentation,
+    Texture,
+)
 from utils.encoding import heatmap_png_base64, mask_png_base64, rle_encode
 from utils.evaluation.descriptors import lost_descriptors
+from utils.image_quality import assess_texture
 from utils.inference.classifier import ClassificationResult
 from utils.inference.segmenter import SegmentationResult
 
-__all__ = ["classification", "heatmap", "model_info", "segmentation"]
+__all__ = ["classification", "heatmap", "model_info", "segmentation", "texture"]
 
 
 def model_info(card: dict[str, Any]) -> ModelInfo:
@@ -34,6 +43,18 @@ def classification(result: ClassificationResult) -> Classification:
         uncertainty=result.uncertainty,
         refer=bool(result.refer),
         familiarity=None if result.familiarity is None else result.familiarity.to_dict(),
+    )
+
+
+def texture(gray: np.ndarray, card: dict[str, Any]) -> Texture | None:
+    """The smooth-image check of ``gray`` against ``card``'s ``input_texture``, if any."""
+    assessed = assess_texture(gray, card)
+    if assessed is None:
+        return None
+    return Texture(
+        index=round(assessed.index, 4),
+        threshold=assessed.threshold,
+        too_smooth=assessed.too_smooth,
     )
 
 

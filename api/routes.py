@@ -115,7 +115,9 @@ def predict(file: UploadField, services: Services) -> PredictResponse:
     with services.run():
         result = classification_step(image, classifier).value
     return PredictResponse(
-        **convert.classification(result).model_dump(), model=convert.model_info(classifier.card)
+        **convert.classification(result).model_dump(),
+        model=convert.model_info(classifier.card),
+        texture=convert.texture(image.gray, classifier.card),
     )
 
 
@@ -144,6 +146,7 @@ def segment(
     return SegmentResponse(
         **convert.segmentation(result, mask_format, segmenter.card).model_dump(),
         model=convert.model_info(segmenter.card),
+        texture=convert.texture(image.gray, segmenter.card),
     )
 
 

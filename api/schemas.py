@@ -99,6 +99,20 @@ class Familiarity(BaseModel):
     )
 
 
+class Texture(BaseModel):
+    """How much fine texture the image has, against the training images (utils.image_quality)."""
+
+    index: float = Field(ge=0, description="std(Laplacian) / std(image) of the 96-px grey image.")
+    threshold: float = Field(description="The training images' 1st percentile of the index.")
+    too_smooth: bool = Field(
+        description="Below the threshold: smoother than 99% of the training images, where "
+        "both ultrasound models were measured to be much less reliable."
+    )
+
+
+_TEXTURE_DESCRIPTION = "Smooth-image check; null when the model's card holds no texture reference."
+
+
 class Classification(BaseModel):
     """Calibrated class probabilities, with test-time-augmentation uncertainty."""
 
@@ -124,6 +138,7 @@ class PredictResponse(Classification):
 
     model_config = _example({**_CLASSIFICATION_EXAMPLE, "model": _MODEL_EXAMPLE})
     model: ModelInfo
+    texture: Texture | None = Field(default=None, description=_TEXTURE_DESCRIPTION)
 
 
 class LegacyPredictResponse(BaseModel):
@@ -177,6 +192,7 @@ class SegmentResponse(Segmentation):
         {**_SEGMENTATION_EXAMPLE, "model": {**_MODEL_EXAMPLE, "task": "segmentation"}}
     )
     model: ModelInfo
+    texture: Texture | None = Field(default=None, description=_TEXTURE_DESCRIPTION)
 
 
 class Heatmap(BaseModel):

@@ -247,3 +247,33 @@ def test_analyze_warns_in_its_notes_when_the_image_is_too_smooth(
         smooth_notes = _post(client, "/v1/analyze", smooth).json()["notes"]
     assert not any(note.startswith("Smooth image") for note in sharp_notes)
     assert any(note.startswith("Smooth image") for note in smooth_notes)
+
+
+def test_predict_and_segment_report_the_smooth_image_check(
+    tmp_path: Path, lesion_png: bytes
+) -> None:
+    import cv2
+
+    from tests.api.conftest import CLASSIFIER, png_bytes
+    from tests.utils.inference.test_bundle import save_classifier_bundle
+    from utils.image_quality import CARD_KEY
+
+    reference = {CARD_KEY: {"percentiles": {"p01": 0.3}}}
+    save_segmenter_bundle(tmp_path, SEGMENTER, **reference)
+    save_classifier_bundle(tmp_path, CLASSIFIER, **reference)
+    sharp = cv2.imdecode(np.frombuffer(lesion_png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    smooth = png_bytes(cv2.GaussianBlur(sharp, (0, 0), 3.0))
+    with make_client(tmp_path) as client:
+        for path in ("/v1/predict", "/v1/segment"):
+            sharp_texture = _post(client, path, lesion_png).json()["texture"]
+            smooth_texture = _post(client, path, smooth).json()["texture"]
+            assert sharp_texture["too_smooth"] is False and sharp_texture["threshold"] == 0.3
+            assert smooth_texture["too_smooth"] is True
+            assert smooth_texture["index"] < 0.3 < sharp_texture["index"]
+
+
+def test_without_a_texture_reference_the_check_is_null(
+    client: TestClient, lesion_png: bytes
+) -> None:
+    assert _post(client, "/v1/predict", lesion_png).json()["texture"] is None
+    assert _post(client, "/v1/segment", lesion_png).json()["texture"] is None
