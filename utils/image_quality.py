@@ -38,6 +38,7 @@ __all__ = [
     "assess_texture",
     "fit_texture_reference",
     "texture_index",
+    "texture_threshold",
 ]
 
 #: Side of the square grey image the index is computed on (the models' input size).
@@ -112,6 +113,26 @@ def fit_texture_reference(indices: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def texture_threshold(card: Mapping[str, Any]) -> float | None:
+    """The card's flagging threshold (``input_texture``'s 1st percentile); ``None`` without one.
+
+    Bundle loading calls it too, so a malformed reference fails there, not mid-analysis.
+
+    Raises:
+        ModelError: The card's ``input_texture`` is malformed.
+    """
+    reference = card.get(CARD_KEY)
+    if reference is None:
+        return None
+    try:
+        return float(reference["percentiles"][f"p{FLAG_PERCENTILE:02d}"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(
+            f"The card's {CARD_KEY!r} must hold percentiles.p{FLAG_PERCENTILE:02d}; "
+            f"received {reference!r}."
+        ) from error
+
+
 def assess_texture(gray: np.ndarray, card: Mapping[str, Any]) -> TextureAssessment | None:
     """Compare an image's texture with the card's ``input_texture``; ``None`` without one.
 
@@ -119,16 +140,9 @@ def assess_texture(gray: np.ndarray, card: Mapping[str, Any]) -> TextureAssessme
         InvalidImageError: ``gray`` is not a uint8 (H, W) image.
         ModelError: The card's ``input_texture`` is malformed.
     """
-    reference = card.get(CARD_KEY)
-    if reference is None:
+    threshold = texture_threshold(card)
+    if threshold is None:
         return None
-    try:
-        threshold = float(reference["percentiles"][f"p{FLAG_PERCENTILE:02d}"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelError(
-            f"The card's {CARD_KEY!r} must hold percentiles.p{FLAG_PERCENTILE:02d}; "
-            f"received {reference!r}."
-        ) from error
     index = texture_index(gray)
     return TextureAssessment(index=index, threshold=threshold, too_smooth=index < threshold)
 

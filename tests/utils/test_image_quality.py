@@ -121,3 +121,11 @@ def test_cli_exits_2_with_the_reason_on_too_few_images(
     )
     assert "at least 100 finite indices" in capsys.readouterr().err
     assert CARD_KEY not in json.loads((tmp_path / "models" / "seg.json").read_text())
+
+
+def test_a_bundle_with_a_malformed_texture_reference_fails_to_load(tmp_path: Path) -> None:
+    from utils.inference.bundle import load_bundle
+
+    save_segmenter_bundle(tmp_path, "seg", **{CARD_KEY: {"percentiles": {"p50": 1.0}}})
+    with pytest.raises(ModelError, match=r"seg\.json: The card's 'input_texture' must hold"):
+        load_bundle("seg", models_dir=tmp_path)

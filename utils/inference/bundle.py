@@ -31,6 +31,7 @@ from PIL import Image
 
 from utils.errors import ImageDimensionError, InvalidImageError, ModelError
 from utils.image_io import LoadedImage
+from utils.image_quality import texture_threshold
 from utils.paths import SAVED_MODELS_DIR
 from utils.resize import resize_image
 
@@ -219,6 +220,10 @@ def validate_card(
         raise ModelError(f"Model card {source}: postprocess must be a JSON object.")
     if card_task == "classification":
         _check_class_names(card, source)
+    try:
+        texture_threshold(card)
+    except ModelError as error:
+        raise ModelError(f"Model card {source}: {error}") from error
     return card
 
 

@@ -78,3 +78,15 @@ def test_a_loaded_image_keeps_its_metadata() -> None:
     assert smoothed.pixels.shape == loaded.pixels.shape
     assert smoothed.pixels.std() < loaded.pixels.std()
     assert smooth_loaded(loaded, 0) is loaded
+
+
+def test_a_loaded_image_with_a_bad_strength_is_refused() -> None:
+    loaded = load_image(_png(np.zeros((8, 8), np.uint8)))
+    with pytest.raises(ConfigError, match=r"smoothing strength must be a number from 0 to 0\.05"):
+        smooth_loaded(loaded, 0.2)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
